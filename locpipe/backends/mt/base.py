@@ -1,0 +1,113 @@
+"""Machine-translation backend interface, registry and selection.
+
+Each backend declares which language pairs it serves and whether it can run here (keys,
+binaries, network). A market lists backends in order of preference; the first one that
+serves the pair and works is used, and when none does the error names every candidate and
+what it needs, so the operator knows exactly what to configure.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from locpipe.artifacts import Cue
+from locpipe.errors import BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TranslationRequest:
+    cues: list[Cue]
+    source_lang: str
+    #: BCP-47 target, e.g. "pt-BR"
+    target_lang: str
+    #: the episode's 16 kHz mono audio, for speech-based backends
+    audio_16k: Path | None = None
+
+    @property
+    def target_base(self) -> str:
+        return self.target_lang.split("-")[0].lower()
+
+
+class TranslationBackend(ABC):
+    name: str = ""
+
+    @property
+    @abstractmethod
+    def version(self) -> str: ...
+
+    @abstractmethod
+    def supports(self, source: str, target: str) -> bool:
+        """Whether this backend serves the pair (base language codes, e.g. zh -> pt)."""
+
+    @abstractmethod
+    def check_available(self) -> None:
+        """Raise BackendUnavailable naming what is missing (key, binary, network)."""
+
+    @abstractmethod
+    def translate(self, request: TranslationRequest) -> list[str]:
+        """One translated text per request cue, same order, same count."""
+
+
+MT_BACKENDS: dict[str, Callable[[], TranslationBackend]] = {}
+
+
+def register(name: str):
+    def deco(cls):
+        cls.name = name
+        MT_BACKENDS[name] = cls
+        return cls
+
+    return deco
+
+
+def _load_registry() -> None:
+    from locpipe.backends.mt import apertium, online, whisper_translate  # noqa: F401
+
+
+def get_mt_backend(name: str) -> TranslationBackend:
+    _load_registry()
+    try:
+        return MT_BACKENDS[name]()
+    except KeyError:
+        raise BackendUnavailable(f"unknown translation backend {name!r}; available: {sorted(MT_BACKENDS)}") from None
+
+
+def choose_backend(preferences: list[str], source: str, target: str) -> TranslationBackend:
+    """First preferred backend that serves (source, target) and can run here."""
+    reasons: list[str] = []
+    base_target = target.split("-")[0].lower()
+    for name in preferences:
+        backend = get_mt_backend(name)
+        if not backend.supports(source, base_target):
+            reasons.append(f"{name}: does not translate {source}->{base_target}")
+            continue
+        try:
+            backend.check_available()
+        except BackendUnavailable as exc:
+            reasons.append(f"{name}: {exc}")
+            continue
+        return backend
+    raise BackendUnavailable(
+        f"no translation backend available for {source}->{target}. Tried: " + "; ".join(reasons)
+        + ". Configure one of them (API key in the environment, network, or Debian apertium packages)"
+        " or change the market's translation.backends."
+    )
+
+
+def check_reachable(url: str, timeout: float = 3.0) -> None:
+    """Fail fast (seconds, not a hung request) when a web API's host cannot be reached."""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return
+    except OSError as exc:
+        raise BackendUnavailable(f"cannot reach {parsed.hostname}:{port} ({exc.strerror or exc}); no network?") from None

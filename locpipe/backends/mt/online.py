@@ -1,0 +1,120 @@
+"""Online providers through deep-translator (Google, DeepL, Microsoft).
+
+Keys come from the environment (``DEEPL_API_KEY``, ``MICROSOFT_TRANSLATOR_KEY``); the
+endpoint can be overridden (``LOCPIPE_<PROVIDER>_URL``) for a proxy or a test server.
+Reachability is checked with a short connect before any request, because deep-translator's
+requests carry no timeout and would hang a batch on a dead network.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import version as pkg_version
+
+from locpipe.backends.mt.base import TranslationBackend, TranslationRequest, check_reachable, register
+from locpipe.errors import BackendUnavailable
+
+#: deep-translator's Google codes for our source/target languages
+GOOGLE_CODES = {"zh": "zh-CN", "en": "en", "pt": "pt", "es": "es", "id": "id", "th": "th", "ar": "ar",
+                "ja": "ja", "ko": "ko", "fr": "fr", "de": "de", "vi": "vi", "hi": "hi"}
+DEEPL_TARGETS = {"en", "pt", "es", "id", "ar", "ja", "ko", "fr", "de"}
+
+
+class _DeepTranslatorBackend(TranslationBackend):
+    """Shared shell: build a deep-translator object, check reachability, translate per line."""
+
+    provider = ""
+    default_url = ""
+    languages: set[str] = set()
+
+    @property
+    def version(self) -> str:
+        return f"deep-translator {pkg_version('deep-translator')} {self.provider}"
+
+    @property
+    def url(self) -> str:
+        return os.environ.get(f"LOCPIPE_{self.provider.upper()}_URL", self.default_url)
+
+    def supports(self, source: str, target: str) -> bool:
+        return source in GOOGLE_CODES and target in self.languages
+
+    def check_available(self) -> None:
+        check_reachable(self.url)
+
+    def _translator(self, request: TranslationRequest):
+        raise NotImplementedError
+
+    def translate(self, request: TranslationRequest) -> list[str]:
+        translator = self._translator(request)
+        texts = [c.text for c in request.cues]
+        out: list[str] = []
+        for text in texts:
+            if not text.strip():
+                out.append("")
+                continue
+            try:
+                result = translator.translate(text)
+            except Exception as exc:  # deep-translator raises many unrelated types
+                raise BackendUnavailable(f"{self.name} failed on {text!r}: {exc}") from None
+            out.append((result or "").strip())
+        return out
+
+
+@register("google")
+class GoogleBackend(_DeepTranslatorBackend):
+    provider = "google"
+    default_url = "https://translate.google.com/m"
+    languages = set(GOOGLE_CODES)
+
+    def _translator(self, request: TranslationRequest):
+        from deep_translator import GoogleTranslator
+
+        t = GoogleTranslator(source=GOOGLE_CODES[request.source_lang], target=GOOGLE_CODES[request.target_base])
+        t._base_url = self.url  # endpoint override (proxy / test server)
+        return t
+
+
+@register("deepl")
+class DeepLBackend(_DeepTranslatorBackend):
+    provider = "deepl"
+    languages = DEEPL_TARGETS
+
+    @property
+    def default_url(self) -> str:  # type: ignore[override]
+        key = os.environ.get("DEEPL_API_KEY", "")
+        return "https://api-free.deepl.com/v2/" if key.endswith(":fx") else "https://api.deepl.com/v2/"
+
+    def check_available(self) -> None:
+        if not os.environ.get("DEEPL_API_KEY"):
+            raise BackendUnavailable("DEEPL_API_KEY is not set")
+        super().check_available()
+
+    def _translator(self, request: TranslationRequest):
+        from deep_translator import DeeplTranslator
+
+        key = os.environ["DEEPL_API_KEY"]
+        t = DeeplTranslator(api_key=key, source=request.source_lang, target=request.target_base,
+                            use_free_api=key.endswith(":fx"))
+        t._base_url = self.url
+        return t
+
+
+@register("microsoft")
+class MicrosoftBackend(_DeepTranslatorBackend):
+    provider = "microsoft"
+    default_url = "https://api.cognitive.microsofttranslator.com/translate"
+    languages = set(GOOGLE_CODES)
+
+    def check_available(self) -> None:
+        if not os.environ.get("MICROSOFT_TRANSLATOR_KEY"):
+            raise BackendUnavailable("MICROSOFT_TRANSLATOR_KEY is not set")
+        super().check_available()
+
+    def _translator(self, request: TranslationRequest):
+        from deep_translator import MicrosoftTranslator
+
+        t = MicrosoftTranslator(api_key=os.environ["MICROSOFT_TRANSLATOR_KEY"],
+                                region=os.environ.get("MICROSOFT_TRANSLATOR_REGION"),
+                                source=GOOGLE_CODES[request.source_lang], target=GOOGLE_CODES[request.target_base])
+        t._base_url = self.url
+        return t

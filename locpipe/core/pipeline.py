@@ -1,0 +1,344 @@
+"""The pipeline for one episode: shared stages once, then every market.
+
+Stage order: ingest -> transcribe -> (per market) translate -> segment -> synthesize ->
+mix -> render -> qc -> export. Each stage goes through the artifact store with a key of its
+inputs, so one transcript serves every market, two markets in the same language share a
+translation, and a rerun redoes only what changed.
+
+A failure is confined to its unit: a bad episode fails all its markets with the same
+reason; a market with no translation backend fails alone while the others finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from locpipe import __version__
+from locpipe.artifacts import (
+    DubTrack,
+    IngestResult,
+    MediaInfo,
+    MixResult,
+    QCReport,
+    RenderResult,
+    SubtitleTrack,
+    Transcript,
+    Translation,
+)
+from locpipe.backends.asr.base import ASROptions, get_asr_backend
+from locpipe.backends.mt.base import choose_backend
+from locpipe.config import Market, config_hash
+from locpipe.core.logs import log_context
+from locpipe.core.store import ArtifactStore, StageRecord, atomic_copy, atomic_write_text
+from locpipe.errors import LocpipeError
+from locpipe.media.probe import probe
+from locpipe.stages import ingest, qc, segment, transcribe, translate
+
+log = logging.getLogger(__name__)
+
+#: bump a stage's version when its code changes what it produces: invalidates its cache
+STAGE_VERSIONS = {"ingest": 1, "transcribe": 1, "translate": 1, "segment": 1, "synthesize": 1, "mix": 1,
+                  "render": 1, "qc": 1}
+MARKET_STAGES = ("translate", "segment", "synthesize", "mix", "render", "qc", "export")
+
+#: progress callback: (episode, market or "", stage, status) with status in start/done/cached/failed
+ProgressFn = Callable[[str, str, str, str], None]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a worker needs to process an episode (picklable: crosses process bounds)."""
+
+    out_dir: Path
+    work_dir: Path
+    markets: tuple[Market, ...]
+    distributor: str = "internal"
+    asr_backend: str = "faster-whisper"
+    asr: ASROptions = ASROptions()
+
+
+@dataclass
+class UnitReport:
+    """One (episode, market) unit, as written to the manifest."""
+
+    episode: str
+    market: str
+    status: str = "pending"  # ok | failed
+    error: str = ""
+    failed_stage: str = ""
+    config_hash: str = ""
+    export_id: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)
+    stages: list[dict] = field(default_factory=list)
+    backends: dict[str, str] = field(default_factory=dict)
+    qc_passed: bool | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class EpisodeReport:
+    episode: str
+    source: str
+    sha256: str = ""
+    duration: float = 0.0
+    units: list[UnitReport] = field(default_factory=list)
+    shared_stages: list[dict] = field(default_factory=list)
+
+
+def episode_name(path: Path) -> str:
+    """Output name of an episode: the file stem, made safe for every filesystem."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in path.stem)
+    return safe.strip("._") or "episode"
+
+
+def export_id_for(episode_sha: str, market: Market, distributor: str) -> str:
+    """Deterministic export id: the same unit always gets the same id (idempotent reruns)."""
+    raw = f"{distributor}|{market.code}|{episode_sha}|{config_hash(market.config, market.profile)}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:10]
+
+
+def _records(records: list[StageRecord]) -> list[dict]:
+    return [{"stage": r.stage, "key": r.key, "cached": r.cached, "seconds": round(r.seconds, 3)} for r in records]
+
+
+class EpisodeJob:
+    """Runs every stage for one episode. Models are loaded lazily, once per job."""
+
+    def __init__(self, path: Path, settings: RunSettings, progress: ProgressFn | None = None):
+        self.path = path
+        self.settings = settings
+        self.name = episode_name(path)
+        self.progress = progress or (lambda *a: None)
+        self._asr = None
+        self._tts: dict[str, object] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _stage(self, store: ArtifactStore, market: str, stage: str, parts: dict, model_cls, make):
+        self.progress(self.name, market, stage, "start")
+        with log_context(episode=self.name, market=market, stage=stage):
+            model, folder = store.get_or_make(self.scope, stage, {"v": STAGE_VERSIONS[stage], **parts},
+                                              model_cls, make)
+        record = store.records[-1]
+        self.progress(self.name, market, stage, "cached" if record.cached else "done")
+        return model, folder, record.key
+
+    @property
+    def scope(self) -> str:
+        return f"episodes/{self.name}-{self._sha[:12]}"
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> EpisodeReport:
+        report = EpisodeReport(episode=self.name, source=str(self.path))
+        store = ArtifactStore(self.settings.work_dir)
+        stage = "ingest"
+        try:
+            with log_context(episode=self.name, stage="ingest"):
+                self.progress(self.name, "", "ingest", "start")
+                info = self._probe(store)
+            self._sha = info.sha256
+            report.sha256, report.duration = info.sha256, info.duration
+            ing, ing_dir, ing_key = self._stage(store, "", "ingest", {"sha256": info.sha256}, IngestResult,
+                                                lambda d: ingest.extract_audio(info, d))
+            stage = "transcribe"
+            tr, _tr_dir, tr_key = self._transcribe(store, ing, ing_dir, ing_key)
+        except Exception as exc:  # the episode is unusable: every market fails with the same reason
+            self.progress(self.name, "", stage, "failed")
+            msg = _describe(exc)
+            log.error("%s: %s", self.path, msg, extra={"episode": self.name, "stage": stage})
+            report.units = [UnitReport(episode=self.name, market=m.code, status="failed", error=msg,
+                                       failed_stage=stage) for m in self.settings.markets]
+            report.shared_stages = _records(store.records)
+            return report
+        report.shared_stages = _records(store.records)
+        shared = {"ingest": (ing, ing_dir, ing_key), "transcribe": (tr, tr_key)}
+        for market in self.settings.markets:
+            report.units.append(self._run_market(market, info, shared))
+        return report
+
+    def _probe(self, store: ArtifactStore) -> MediaInfo:
+        """Probe with a cache on (path, size, mtime) so an unchanged rerun does not rehash."""
+        st = self.path.stat()
+        quick = hashlib.sha256(f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
+        cache = self.settings.work_dir / "probe" / f"{quick}.json"
+        if cache.exists():
+            try:
+                return MediaInfo.model_validate_json(cache.read_text(encoding="utf-8"))
+            except ValueError:
+                pass
+        info = ingest.probe_episode(self.path)
+        atomic_write_text(cache, info.model_dump_json())
+        return info
+
+    def _asr_backend(self):
+        if self._asr is None:
+            self._asr = get_asr_backend(self.settings.asr_backend, self.settings.asr)
+        return self._asr
+
+    def _transcribe(self, store, ing: IngestResult, ing_dir: Path, ing_key: str):
+        backend = self._asr_backend()
+        parts = {"ingest": ing_key, "backend": backend.name, "version": backend.version,
+                 "options": self.settings.asr.__dict__}
+        return self._stage(store, "", "transcribe", parts, Transcript,
+                           lambda d: transcribe.transcribe_audio(ing_dir / ing.audio_16k, backend))
+
+    def _run_market(self, market: Market, info: MediaInfo, shared: dict) -> UnitReport:
+        started = time.perf_counter()
+        store = ArtifactStore(self.settings.work_dir)
+        unit = UnitReport(episode=self.name, market=market.code,
+                          config_hash=config_hash(market.config, market.profile),
+                          export_id=export_id_for(info.sha256, market, self.settings.distributor))
+        stage = "translate"
+        try:
+            with log_context(episode=self.name, market=market.code):
+                stage = "translate"
+                translation, tl_key = self._translate(store, market, shared, unit)
+                stage = "segment"
+                track, track_dir, seg_key = self._segment(store, market, info, translation, tl_key)
+                stage = "synthesize"
+                dub, dub_dir, dub_key = self._synthesize(store, market, info, translation, tl_key, unit)
+                stage = "mix"
+                mix, mix_dir, mix_key = self._mix(store, market, info, dub, dub_dir, dub_key, shared)
+                stage = "render"
+                result, render_dir, render_key = self._render(store, market, info, track, track_dir, seg_key,
+                                                              mix, mix_dir, mix_key, unit)
+                stage = "qc"
+                report, _qc_dir, _ = self._stage(
+                    store, market.code, "qc", {"render": render_key}, QCReport,
+                    lambda d: qc.run_qc(episode=self.name, market=market, export_path=render_dir / result.video,
+                                        source=info, transcript=shared["transcribe"][0], translation=translation,
+                                        track=track, dub=dub))
+                stage = "export"
+                unit.outputs = self._export(market, result, render_dir, track, report)
+                unit.qc_passed = report.passed
+                unit.status = "ok"
+        except Exception as exc:
+            unit.status, unit.failed_stage, unit.error = "failed", stage, _describe(exc)
+            self.progress(self.name, market.code, stage, "failed")
+            log.error("%s [%s] %s failed: %s", self.name, market.code, stage, unit.error,
+                      extra={"episode": self.name, "market": market.code, "stage": stage})
+            if not isinstance(exc, LocpipeError):
+                log.debug("traceback:\n%s", traceback.format_exc())
+        unit.stages = _records(store.records)
+        unit.seconds = round(time.perf_counter() - started, 3)
+        return unit
+
+    # ------------------------------------------------------------------ market stages
+
+    def _translate(self, store, market: Market, shared: dict, unit: UnitReport) -> tuple[Translation, str]:
+        ing, ing_dir, _ = shared["ingest"]
+        transcript, tr_key = shared["transcribe"]
+        backend = choose_backend(market.config.translation.backends, transcript.language, market.config.language)
+        unit.backends["translate"] = backend.version
+        parts = {"transcript": tr_key, "language": market.config.language, "backend": backend.name,
+                 "version": backend.version}
+        model, _d, key = self._stage(
+            store, market.code, "translate", parts, Translation,
+            lambda d: translate.translate_transcript(transcript, market.config.language, backend,
+                                                     audio_16k=ing_dir / ing.audio_16k))
+        return model, key
+
+    def _segment(self, store, market: Market, info: MediaInfo, translation: Translation, tl_key: str):
+        rules = segment.rules_for(market.config.language, market.config.subtitle_rules)
+        fps = info.fps or market.profile.fps
+        parts = {"translation": tl_key, "rules": rules.__dict__, "fps": fps, "duration": info.duration}
+        return self._stage(store, market.code, "segment", parts, SubtitleTrack,
+                           lambda d: segment.build_track(translation, rules, duration=info.duration, fps=fps,
+                                                         out_dir=d))
+
+    def _tts_backend(self, name: str):
+        if name not in self._tts:
+            from locpipe.backends.tts.base import get_tts_backend
+
+            self._tts[name] = get_tts_backend(name)
+        return self._tts[name]
+
+    def _synthesize(self, store, market: Market, info: MediaInfo, translation: Translation, tl_key: str,
+                    unit: UnitReport):
+        if not market.config.dub.enabled:
+            return None, None, None
+        from locpipe.backends.tts.base import parse_voice_spec
+        from locpipe.stages.synthesize import synthesize_dub
+
+        backend_name, _voice = parse_voice_spec(market.config.dub.voice)
+        tts = self._tts_backend(backend_name)
+        unit.backends["synthesize"] = f"{tts.name} {tts.version}"
+        parts = {"translation": tl_key, "dub": market.config.dub.model_dump(), "tts": tts.version,
+                 "duration": info.duration}
+        return self._stage(store, market.code, "synthesize", parts, DubTrack,
+                           lambda d: synthesize_dub(translation, market, info.duration, d, tts))
+
+    def _mix(self, store, market: Market, info: MediaInfo, dub, dub_dir, dub_key, shared: dict):
+        from locpipe.stages.mix import mix_audio
+
+        parts = {"source": info.sha256, "dub": dub_key, "loudness": market.config.loudness.model_dump(),
+                 "duck_db": market.config.dub.duck_db if dub else None, "duration": info.duration}
+        return self._stage(store, market.code, "mix", parts, MixResult,
+                           lambda d: mix_audio(Path(info.path), dub, dub_dir, market, info.duration, d))
+
+    def _render(self, store, market: Market, info: MediaInfo, track, track_dir, seg_key, mix, mix_dir, mix_key,
+                unit: UnitReport):
+        from locpipe.media.ffmpeg import ffmpeg_version
+        from locpipe.stages.render import render_export
+
+        unit.backends["render"] = f"ffmpeg {ffmpeg_version()}"
+        c = market.config
+        parts = {"source": info.sha256, "segment": seg_key, "mix": mix_key, "profile": market.profile.model_dump(),
+                 "style": c.subtitles.model_dump(), "watermark": c.watermark.model_dump(),
+                 "distributor": self.settings.distributor, "export_id": unit.export_id}
+        return self._stage(store, market.code, "render", parts, RenderResult,
+                           lambda d: render_export(info, mix_dir / mix.wav, track, track_dir, market,
+                                                   episode=self.name, distributor=self.settings.distributor,
+                                                   export_id=unit.export_id, out_dir=d))
+
+    def _export(self, market: Market, result: RenderResult, render_dir: Path, track: SubtitleTrack,
+                report: QCReport) -> dict[str, str]:
+        """Publish into OUT_DIR/<market>/ with atomic renames: never a half-written export."""
+        self.progress(self.name, market.code, "export", "start")
+        folder = self.settings.out_dir / market.code
+        lang = market.config.language
+        outputs = {
+            "video": folder / f"{self.name}.mp4",
+            "srt": folder / f"{self.name}.{lang}.srt",
+            "vtt": folder / f"{self.name}.{lang}.vtt",
+            "qc": folder / f"{self.name}.qc.json",
+        }
+        atomic_copy(render_dir / result.video, outputs["video"])
+        atomic_copy(render_dir / result.srt, outputs["srt"])
+        atomic_copy(render_dir / result.vtt, outputs["vtt"])
+        atomic_write_text(outputs["qc"], report.model_dump_json(indent=1))
+        self.progress(self.name, market.code, "export", "done")
+        return {k: str(v) for k, v in outputs.items()}
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, LocpipeError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def run_episode(path: Path, settings: RunSettings, progress: ProgressFn | None = None) -> EpisodeReport:
+    """Entry point for executors (in-process or a worker process)."""
+    return EpisodeJob(path, settings, progress).run()
+
+
+def pipeline_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"locpipe": __version__}
+    for pkg in ("faster-whisper", "ctranslate2", "piper-tts", "imageio-ffmpeg", "deep-translator", "pysubs2"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+__all__ = ["RunSettings", "EpisodeReport", "UnitReport", "run_episode", "episode_name", "probe"]

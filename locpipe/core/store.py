@@ -1,0 +1,145 @@
+"""Content-keyed artifact store: every stage output lives under a key of its inputs.
+
+A stage's key is the hash of (stage name, stage code version, the keys of the artifacts it
+reads, the slice of config it depends on, backend name and version). Same key, same
+output: a rerun loads it instead of working. Change a market's subtitle style and only the
+render key changes; transcription is reused.
+
+Writes are atomic at the directory level: a stage writes into a temporary sibling directory
+and it is renamed into place only after ``artifact.json`` is complete, so a crash leaves
+either a finished artifact or nothing (temporary directories are swept on the next run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+log = logging.getLogger(__name__)
+
+A = TypeVar("A", bound=BaseModel)
+
+META = "artifact.json"
+
+
+def make_key(stage: str, parts: dict) -> str:
+    """Stable key from a stage name and JSON-able parts (dict order does not matter)."""
+    payload = json.dumps({"stage": stage, **parts}, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+@dataclass
+class StageRecord:
+    """What happened to one stage of one unit: for the manifest and the progress display."""
+
+    stage: str
+    key: str
+    cached: bool
+    seconds: float
+
+
+@dataclass
+class Stored:
+    """An artifact model together with the directory its files live in."""
+
+    model: BaseModel
+    dir: Path
+
+    def file(self, name: str) -> Path:
+        return self.dir / name
+
+
+@dataclass
+class ArtifactStore:
+    root: Path
+    records: list[StageRecord] = field(default_factory=list)
+
+    def _dir(self, scope: str, stage: str, key: str) -> Path:
+        return self.root / scope / stage / key
+
+    def get_or_make(
+        self,
+        scope: str,
+        stage: str,
+        parts: dict,
+        model_cls: type[A],
+        make: Callable[[Path], A],
+    ) -> tuple[A, Path]:
+        """Load the artifact for (scope, stage, parts) or build it with ``make(tmp_dir)``.
+
+        ``make`` writes its files into ``tmp_dir`` and returns the artifact model; the
+        directory is renamed into place afterwards. Returns (model, final directory).
+        """
+        key = make_key(stage, parts)
+        final = self._dir(scope, stage, key)
+        meta = final / META
+        started = time.perf_counter()
+        if meta.exists():
+            try:
+                model = model_cls.model_validate_json(meta.read_text(encoding="utf-8"))
+                self.records.append(StageRecord(stage, key, True, time.perf_counter() - started))
+                log.debug("%s/%s: cache hit %s", scope, stage, key)
+                return model, final
+            except ValueError:
+                log.warning("%s: unreadable artifact, rebuilding", meta)
+                shutil.rmtree(final, ignore_errors=True)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{key}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            model = make(tmp)
+            (tmp / META).write_text(model.model_dump_json(indent=1), encoding="utf-8")
+            (tmp / "key.json").write_text(
+                json.dumps({"stage": stage, **parts}, sort_keys=True, default=str, ensure_ascii=False, indent=1),
+                encoding="utf-8",
+            )
+            if final.exists():  # another process finished the same work first: keep theirs
+                shutil.rmtree(tmp, ignore_errors=True)
+                model = model_cls.model_validate_json(meta.read_text(encoding="utf-8"))
+            else:
+                os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.records.append(StageRecord(stage, key, False, time.perf_counter() - started))
+        return model, final
+
+    def sweep_temporaries(self) -> int:
+        """Remove temp directories left by a crashed run; returns how many."""
+        removed = 0
+        if not self.root.exists():
+            return 0
+        for tmp in self.root.glob("*/*/.*.tmp"):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed += 1
+        return removed
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_copy(src: Path, dst: Path) -> None:
+    """Copy to a temp name beside ``dst`` then rename: readers never see a partial file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)

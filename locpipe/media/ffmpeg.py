@@ -1,0 +1,99 @@
+"""The one place ffmpeg is run: argument lists, never shell strings.
+
+The ffmpeg binary is the static build shipped in the ``imageio-ffmpeg`` wheel (libass,
+fontconfig, rubberband, x264), so a pip install is all a machine needs. ``LOCPIPE_FFMPEG``
+overrides it (e.g. a distro or GPU build on a render node).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from locpipe.errors import MediaError
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary (cached: resolving it is a filesystem lookup)."""
+    override = os.environ.get("LOCPIPE_FFMPEG")
+    if override:
+        return override
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffmpeg_version() -> str:
+    out = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True, check=False).stdout
+    return out.split("\n", 1)[0].replace("ffmpeg version ", "").split(" ")[0]
+
+
+def run_ffmpeg(args: list[str], *, env: dict[str, str] | None = None, what: str = "ffmpeg") -> str:
+    """Run ffmpeg with ``args`` (no binary name), return stderr; raise MediaError on failure.
+
+    stderr is returned because filters such as loudnorm and ebur128 report there.
+    """
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args]
+    log.debug("running %s", " ".join(cmd))
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
+        raise MediaError(f"{what} failed (exit {proc.returncode}): {tail}")
+    return proc.stderr
+
+
+# --------------------------------------------------------------------------- filter escaping
+
+
+def escape_filter_value(value: str) -> str:
+    """Escape a value for use inside a filtergraph option (``key=value``).
+
+    Two levels apply: the option value (``\\``, ``'`` and ``:``) and the graph
+    (``[],;``). Quoting with single quotes handles the graph level; inside quotes a
+    literal ``'`` must close, escape and reopen.
+    """
+    v = value.replace("\\", "\\\\").replace(":", "\\:").replace("'", "'\\\\\\''")
+    return f"'{v}'"
+
+
+# --------------------------------------------------------------------------- loudness
+
+
+@dataclass(frozen=True)
+class Loudness:
+    integrated: float
+    true_peak: float
+    lra: float
+    threshold: float
+
+
+def measure_loudness(path: Path, *, stream: str = "a:0") -> Loudness:
+    """Integrated loudness (LUFS), true peak (dBTP) and LRA with ffmpeg's loudnorm analyser."""
+    err = run_ffmpeg(
+        ["-i", str(path), "-map", f"0:{stream}", "-af", "loudnorm=print_format=json", "-f", "null", "-"],
+        what=f"loudness measurement of {path.name}",
+    )
+    return _parse_loudnorm_json(err)
+
+
+def _parse_loudnorm_json(stderr: str) -> Loudness:
+    match = re.search(r"\{[^{}]*\"input_i\"[^{}]*\}", stderr, re.S)
+    if not match:
+        raise MediaError("loudnorm printed no measurement")
+    data = json.loads(match.group(0))
+
+    def num(key: str) -> float:
+        v = data[key]
+        return -99.0 if v in ("-inf", "inf") else float(v)
+
+    return Loudness(num("input_i"), num("input_tp"), num("input_lra"), num("input_thresh"))

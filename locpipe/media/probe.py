@@ -1,0 +1,125 @@
+"""Probe a media file with PyAV (libav's own demuxers; the imageio ffmpeg has no ffprobe).
+
+Turns every way a file can be unusable into an ``InputError`` that names the file and
+says what is wrong, so the batch report tells the operator what to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from fractions import Fraction
+from pathlib import Path
+
+from locpipe.artifacts import MediaInfo
+from locpipe.errors import InputError
+
+_HASH_CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _rotation(stream) -> int:
+    """Clockwise display rotation in degrees from the display matrix or the legacy tag."""
+    tag = (stream.metadata or {}).get("rotate")
+    if tag:
+        try:
+            return int(tag) % 360
+        except ValueError:
+            pass
+    for frame_side in getattr(stream, "side_data", {}) or {}:
+        if "DISPLAYMATRIX" in str(frame_side).upper():
+            try:
+                return int(round(-float(stream.side_data[frame_side]))) % 360
+            except (TypeError, ValueError):
+                return 0
+    return 0
+
+
+def probe(path: Path, *, require_audio: bool = True) -> MediaInfo:
+    """Read stream facts of ``path``; raise InputError with a specific reason if unusable."""
+    import av
+
+    if not path.exists():
+        raise InputError(path, "file does not exist")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(path, "file is empty (0 bytes)")
+    try:
+        container = av.open(str(path))
+    except av.error.InvalidDataError:
+        raise InputError(path, "not a media file ffmpeg can read (invalid data; corrupt or not a video)") from None
+    except av.error.FFmpegError as exc:
+        raise InputError(path, f"cannot open as media: {exc}") from None
+    with container:
+        videos = [s for s in container.streams if s.type == "video" and not _is_cover_art(s)]
+        audios = [s for s in container.streams if s.type == "audio"]
+        if not videos:
+            raise InputError(path, "has no video stream")
+        v = videos[0]
+        if not v.codec_context or not v.codec_context.width:
+            raise InputError(path, "video stream has no decodable picture (unknown size)")
+        duration = _duration(container, v)
+        if duration <= 0:
+            raise InputError(path, "duration is zero or unknown (truncated file?)")
+        if require_audio and not audios:
+            raise InputError(path, "has no audio stream (a dialogue track is needed to transcribe and dub)")
+        _check_decodable(container, v, path)
+        width, height = v.codec_context.width, v.codec_context.height
+        sar = float(v.sample_aspect_ratio) if v.sample_aspect_ratio else 1.0
+        rotation = _rotation(v)
+        dw, dh = round(width * sar), height
+        if rotation in (90, 270):
+            dw, dh = dh, dw
+        fps = float(v.average_rate or v.guessed_rate or Fraction(0))
+        a = audios[0] if audios else None
+        return MediaInfo(
+            path=str(path),
+            sha256=file_sha256(path),
+            size=size,
+            duration=round(duration, 3),
+            width=width,
+            height=height,
+            display_width=dw,
+            display_height=dh,
+            fps=round(fps, 3),
+            rotation=rotation,
+            sar=sar,
+            video_codec=v.codec_context.name,
+            has_audio=a is not None,
+            audio_codec=a.codec_context.name if a else "",
+            audio_channels=a.codec_context.channels if a else 0,
+            sample_rate=a.codec_context.sample_rate if a else 0,
+        )
+
+
+def _is_cover_art(stream) -> bool:
+    return bool(stream.disposition & getattr(stream.disposition, "attached_pic", 0)) if hasattr(
+        stream, "disposition"
+    ) and not isinstance(stream.disposition, int) else False
+
+
+def _duration(container, v) -> float:
+    if v.duration and v.time_base:
+        return float(v.duration * v.time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    return 0.0
+
+
+def _check_decodable(container, v, path: Path) -> None:
+    """Decode the first video frame: catches files whose header is fine but data is not."""
+    import av
+
+    try:
+        for frame in container.decode(v):
+            if frame is not None:
+                return
+    except av.error.FFmpegError as exc:
+        raise InputError(path, f"video data is corrupt: {exc}") from None
+    raise InputError(path, "video stream contains no decodable frames")

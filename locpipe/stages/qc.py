@@ -1,0 +1,92 @@
+"""QC: measure the finished export and check it against the market's targets.
+
+Checks read the real output file (probe, loudness) rather than trusting what earlier stages
+meant to produce, and gather the figures earlier stages recorded (subtitle violations,
+CJK leaks, dub fit, dropped ASR segments) into one report per (episode, market).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from locpipe.artifacts import DubTrack, MediaInfo, QCCheck, QCReport, SubtitleTrack, Transcript, Translation
+from locpipe.config import Market
+from locpipe.media.ffmpeg import measure_loudness
+from locpipe.media.probe import probe
+from locpipe.stages.translate import CJK_LANGUAGES, CJK_RE
+
+DURATION_TOLERANCE = 0.1
+LOUDNESS_TOLERANCE = 1.0
+TRUE_PEAK_TOLERANCE = 0.3
+
+
+def check_format(export: MediaInfo, source: MediaInfo, market: Market) -> list[QCCheck]:
+    p = market.profile
+    diff = abs(export.duration - source.duration)
+    return [
+        QCCheck(name="resolution", passed=(export.width, export.height) == (p.width, p.height),
+                value=f"{export.width}x{export.height}", target=f"{p.width}x{p.height}"),
+        QCCheck(name="duration_match", passed=diff <= DURATION_TOLERANCE, value=round(diff, 3),
+                target=f"<= {DURATION_TOLERANCE} s from source {source.duration:.2f} s"),
+        QCCheck(name="codecs", passed=export.video_codec == "h264" and export.audio_codec == "aac",
+                value=f"{export.video_codec}/{export.audio_codec}", target="h264/aac"),
+    ]
+
+
+def check_loudness(integrated: float, true_peak: float, market: Market) -> list[QCCheck]:
+    t = market.config.loudness
+    return [
+        QCCheck(name="loudness", passed=abs(integrated - t.integrated) <= LOUDNESS_TOLERANCE,
+                value=round(integrated, 2), target=f"{t.integrated} ± {LOUDNESS_TOLERANCE} LUFS"),
+        QCCheck(name="true_peak", passed=true_peak <= t.true_peak + TRUE_PEAK_TOLERANCE,
+                value=round(true_peak, 2), target=f"<= {t.true_peak} dBTP"),
+    ]
+
+
+def check_subtitles(track: SubtitleTrack, translation: Translation) -> list[QCCheck]:
+    base = track.language.split("-")[0].lower()
+    leaks = 0 if base in CJK_LANGUAGES else sum(
+        1 for ev in track.events for line in ev.lines if CJK_RE.search(line))
+    untranslated = sum(1 for c in translation.cues if not c.text.strip())
+    return [
+        QCCheck(name="subtitle_violations", passed=not track.violations, value=len(track.violations),
+                target="0", detail="; ".join(f"#{v['event']}: {', '.join(v['problems'])}" for v in track.violations[:5])),
+        QCCheck(name="cjk_leaks", passed=leaks == 0, value=leaks, target="0"),
+        QCCheck(name="untranslated_lines", passed=untranslated == 0, value=untranslated, target="0",
+                detail=f"backend {translation.backend}"),
+    ]
+
+
+def check_dub(dub: DubTrack | None) -> list[QCCheck]:
+    if dub is None:
+        return []
+    spoken = [ln for ln in dub.lines if ln.outcome != "skipped"]
+    fit = sum(1 for ln in spoken if ln.outcome in ("fit", "stretched"))
+    share = fit / len(spoken) if spoken else 1.0
+    return [QCCheck(name="dub_fit", passed=share >= 0.98, value=round(share, 3), target=">= 0.98",
+                    detail=f"{len(spoken) - fit} overflow line(s); voice {dub.voice}")]
+
+
+def check_transcript(transcript: Transcript) -> list[QCCheck]:
+    low = sum(1 for c in transcript.cues if c.confidence < 0.5)
+    return [
+        QCCheck(name="dialogue_found", passed=bool(transcript.cues), value=len(transcript.cues), target="> 0 cues",
+                detail="no speech recognized: export has no subtitles" if not transcript.cues else ""),
+        QCCheck(name="asr_dropped_segments", passed=True, value=len(transcript.dropped),
+                detail="; ".join(f"{d['start']:.1f}s {d['reason']}" for d in transcript.dropped[:5])),
+        QCCheck(name="asr_low_confidence_cues", passed=True, value=low),
+    ]
+
+
+def run_qc(*, episode: str, market: Market, export_path: Path, source: MediaInfo, transcript: Transcript,
+           translation: Translation, track: SubtitleTrack, dub: DubTrack | None) -> QCReport:
+    export = probe(export_path)
+    loud = measure_loudness(export_path)
+    checks = (
+        check_format(export, source, market)
+        + check_loudness(loud.integrated, loud.true_peak, market)
+        + check_transcript(transcript)
+        + check_subtitles(track, translation)
+        + check_dub(dub)
+    )
+    return QCReport(episode=episode, market=market.code, passed=all(c.passed for c in checks), checks=checks)

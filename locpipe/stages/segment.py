@@ -1,0 +1,295 @@
+"""Subtitle segmentation: cut translated cues into readable events for each language.
+
+Rules per language (characters per line, characters per second, lines, durations) come from
+a table that a market can override. A cue whose text cannot be read in its time is split
+into several events (at clause punctuation first, then between words), each given time in
+proportion to its length; an event may borrow time from the silence after it, never from
+the next line. Whatever still breaks a limit is reported as a violation for QC.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import pysrt
+
+from locpipe.artifacts import SubtitleEvent, SubtitleTrack, Translation
+from locpipe.config import SubtitleRules
+
+
+@dataclass(frozen=True)
+class LanguageRules:
+    max_chars_per_line: int
+    max_chars_per_second: float
+    max_lines: int = 2
+    min_duration: float = 5 / 6
+    max_duration: float = 7.0
+    #: words separated by spaces (False: break anywhere between characters)
+    spaced: bool = True
+    rtl: bool = False
+
+
+#: adult reading limits (line length / reading speed) per base language
+DEFAULT_RULES: dict[str, LanguageRules] = {
+    "en": LanguageRules(42, 20),
+    "es": LanguageRules(42, 17), "pt": LanguageRules(42, 17), "fr": LanguageRules(42, 17),
+    "de": LanguageRules(42, 17), "id": LanguageRules(42, 17), "vi": LanguageRules(42, 17),
+    "ar": LanguageRules(42, 17, rtl=True),
+    "ja": LanguageRules(13, 4, spaced=False),
+    "ko": LanguageRules(16, 12),
+    "th": LanguageRules(35, 15),
+    "zh": LanguageRules(16, 9, spaced=False),
+}
+
+#: breaking before these keeps a clause together on the next line
+CONJUNCTIONS = {
+    "en": {"and", "but", "or", "so", "because", "if", "when", "that", "which", "who", "to"},
+    "es": {"y", "pero", "o", "porque", "si", "cuando", "que"},
+    "pt": {"e", "mas", "ou", "porque", "se", "quando", "que"},
+    "id": {"dan", "tetapi", "atau", "karena", "jika", "ketika", "yang"},
+}
+
+RLE, PDF, RLM = "\u202b", "\u202c", "\u200f"
+
+
+def rules_for(language: str, override: SubtitleRules | None = None) -> LanguageRules:
+    base = language.split("-")[0].lower()
+    rules = DEFAULT_RULES.get(base, LanguageRules(42, 17))
+    if override is None:
+        return rules
+    return LanguageRules(
+        max_chars_per_line=override.max_chars_per_line or rules.max_chars_per_line,
+        max_chars_per_second=override.max_chars_per_second or rules.max_chars_per_second,
+        max_lines=override.max_lines,
+        min_duration=override.min_duration,
+        max_duration=override.max_duration,
+        spaced=rules.spaced,
+        rtl=rules.rtl,
+    )
+
+
+def text_width(text: str, language: str) -> float:
+    """Display width in "characters": full-width counts 1, half-width 0.5 for ja/ko."""
+    half = language.split("-")[0].lower() in ("ja", "ko")
+    width = 0.0
+    for ch in text:
+        if unicodedata.category(ch) in ("Mn", "Cf"):  # combining marks (Thai, Arabic), bidi marks
+            continue
+        if half and unicodedata.east_asian_width(ch) in ("H", "Na"):
+            width += 0.5
+        else:
+            width += 1.0
+    return width
+
+
+def _tokens(text: str, spaced: bool) -> list[str]:
+    return text.split() if spaced else list(text)
+
+
+def _join(tokens: list[str], spaced: bool) -> str:
+    return (" " if spaced else "").join(tokens)
+
+
+def wrap_lines(text: str, rules: LanguageRules, language: str) -> list[str]:
+    """Break ``text`` into as few lines of at most max_chars_per_line as possible, balanced.
+
+    For two lines the break is chosen to balance their lengths, preferring a break after
+    punctuation or before a conjunction.
+    """
+    if text_width(text, language) <= rules.max_chars_per_line:
+        return [text]
+    tokens = _tokens(text, rules.spaced)
+    conj = CONJUNCTIONS.get(language.split("-")[0].lower(), set())
+    best: tuple[float, int] | None = None
+    for i in range(1, len(tokens)):
+        first, second = _join(tokens[:i], rules.spaced), _join(tokens[i:], rules.spaced)
+        w1, w2 = text_width(first, language), text_width(second, language)
+        if w1 > rules.max_chars_per_line or w2 > rules.max_chars_per_line:
+            continue
+        cost = abs(w1 - w2)
+        if re.search(r"[,.;:!?，。；：！？]$", tokens[i - 1]):
+            cost -= rules.max_chars_per_line * 0.3
+        if tokens[i].lower().strip(",.") in conj:
+            cost -= rules.max_chars_per_line * 0.2
+        if best is None or cost < best[0]:
+            best = (cost, i)
+    if best is not None:
+        i = best[1]
+        return [_join(tokens[:i], rules.spaced), _join(tokens[i:], rules.spaced)]
+    # does not fit in two lines: greedy fill (the caller splits events so this is rare)
+    lines, current = [], []
+    for tok in tokens:
+        candidate = _join(current + [tok], rules.spaced)
+        if current and text_width(candidate, language) > rules.max_chars_per_line:
+            lines.append(_join(current, rules.spaced))
+            current = [tok]
+        else:
+            current.append(tok)
+    if current:
+        lines.append(_join(current, rules.spaced))
+    return lines
+
+
+def _is_clause_end(token: str) -> bool:
+    return bool(re.search(r"[,.;:!?，。；：！？…]$", token))
+
+
+def split_balanced(text: str, n: int, rules: LanguageRules, language: str) -> list[str] | None:
+    """Split ``text`` into ``n`` chunks of near-equal width that each fit one event.
+
+    Dynamic programming over word (or character) boundaries: cost is the squared deviation
+    from equal widths, minus a bonus for breaking after clause punctuation. None when no
+    split into ``n`` chunks fits the event's line budget.
+    """
+    tokens = _tokens(text, rules.spaced)
+    if n <= 1:
+        return [text] if text_width(text, language) <= rules.max_chars_per_line * rules.max_lines else None
+    if n > len(tokens):
+        return None
+    block = rules.max_chars_per_line * rules.max_lines
+    target = text_width(text, language) / n
+    inf = float("inf")
+    # best[k][i]: cost of splitting tokens[:i] into k chunks; back[k][i]: start of the last chunk
+    best = [[inf] * (len(tokens) + 1) for _ in range(n + 1)]
+    back = [[0] * (len(tokens) + 1) for _ in range(n + 1)]
+    best[0][0] = 0.0
+    for k in range(1, n + 1):
+        for i in range(k, len(tokens) + 1):
+            for j in range(k - 1, i):
+                if best[k - 1][j] == inf:
+                    continue
+                w = text_width(_join(tokens[j:i], rules.spaced), language)
+                if w > block:
+                    continue
+                bonus = (target * 0.5) ** 2 if i < len(tokens) and _is_clause_end(tokens[i - 1]) else 0.0
+                cost = best[k - 1][j] + (w - target) ** 2 - bonus
+                if cost < best[k][i]:
+                    best[k][i], back[k][i] = cost, j
+    if best[n][len(tokens)] == inf:
+        return None
+    chunks, i = [], len(tokens)
+    for k in range(n, 0, -1):
+        j = back[k][i]
+        chunks.append(_join(tokens[j:i], rules.spaced))
+        i = j
+    return chunks[::-1]
+
+
+def segment_cue(
+    text: str, start: float, end: float, limit_end: float, rules: LanguageRules, language: str, cue_index: int
+) -> list[SubtitleEvent]:
+    """Events for one cue spoken in [start, end]; events may extend to ``limit_end``.
+
+    The cue is shown at least as long as reading it takes (borrowing silence up to
+    ``limit_end``), cut into as few events as the line budget and the 7 s maximum allow,
+    and the time is shared in proportion to each event's length. When even the borrowed
+    time is too short the events read fast: that is reported, not hidden in flashes.
+    """
+    text = text.strip()
+    if not text:
+        return []
+    width = text_width(text, language)
+    reading = max(width / rules.max_chars_per_second, rules.min_duration)
+    span_end = min(limit_end, max(end, start + reading))
+    total = max(span_end - start, 0.01)
+    block = rules.max_chars_per_line * rules.max_lines
+    n = max(int(-(-width // block)), int(-(-total // rules.max_duration)), 1)
+    chunks = None
+    while chunks is None:
+        chunks = split_balanced(text, n, rules, language)
+        n += 1
+        if n > len(_tokens(text, rules.spaced)) + 1:
+            chunks = _tokens(text, rules.spaced)  # one giant word: nothing better exists
+    widths = [max(text_width(c, language), 1.0) for c in chunks]
+    events: list[SubtitleEvent] = []
+    t = start
+    for chunk, w in zip(chunks, widths, strict=True):
+        dur = min(total * w / sum(widths), rules.max_duration)
+        lines = wrap_lines(chunk, rules, language)
+        if rules.rtl:
+            lines = [f"{RLE}{line}{PDF}" for line in lines]
+        events.append(SubtitleEvent(start=round(t, 3), end=round(t + dur, 3), lines=lines, cue_index=cue_index))
+        t += dur
+    return events
+
+
+def segment_translation(
+    translation: Translation, rules: LanguageRules, *, duration: float, fps: float = 30.0
+) -> list[SubtitleEvent]:
+    """Events for a whole episode: never overlapping, at least 2 frames apart."""
+    gap = 2.0 / fps
+    cues = sorted(translation.cues, key=lambda c: c.start)
+    events: list[SubtitleEvent] = []
+    for i, cue in enumerate(cues):
+        next_start = cues[i + 1].start if i + 1 < len(cues) else duration
+        limit_end = max(cue.start + 0.1, min(next_start - gap, duration))
+        start = max(cue.start, events[-1].end + gap) if events else cue.start
+        events.extend(segment_cue(cue.text, start, max(cue.end, start + 0.1), limit_end, rules,
+                                  translation.language, cue.index))
+    return events
+
+
+def violations(events: list[SubtitleEvent], rules: LanguageRules, language: str) -> list[dict]:
+    out: list[dict] = []
+    for i, ev in enumerate(events):
+        text = "".join(ev.lines) if not rules.spaced else " ".join(ev.lines)
+        dur = ev.end - ev.start
+        cps = text_width(text, language) / dur if dur > 0 else float("inf")
+        problems = []
+        if len(ev.lines) > rules.max_lines:
+            problems.append(f"{len(ev.lines)} lines > {rules.max_lines}")
+        long_lines = [ln for ln in ev.lines if text_width(ln, language) > rules.max_chars_per_line]
+        if long_lines:
+            problems.append(f"line over {rules.max_chars_per_line} chars")
+        if cps > rules.max_chars_per_second + 0.05:
+            problems.append(f"{cps:.1f} cps > {rules.max_chars_per_second}")
+        if dur < rules.min_duration - 0.01:
+            problems.append(f"{dur:.2f} s < {rules.min_duration:.2f} s")
+        if dur > rules.max_duration + 0.01:
+            problems.append(f"{dur:.2f} s > {rules.max_duration:.2f} s")
+        if problems:
+            out.append({"event": i, "start": ev.start, "text": text, "problems": problems})
+    return out
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def _vtt_time(t: float) -> str:
+    ms = int(round(t * 1000))
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+
+
+def write_srt(events: list[SubtitleEvent], path: Path) -> None:
+    """SRT through pysrt (text is written literally: no tag interpretation)."""
+    subs = pysrt.SubRipFile()
+    for i, ev in enumerate(events, start=1):
+        subs.append(pysrt.SubRipItem(index=i, start=pysrt.SubRipTime.from_ordinal(int(round(ev.start * 1000))),
+                                     end=pysrt.SubRipTime.from_ordinal(int(round(ev.end * 1000))),
+                                     text="\n".join(ev.lines)))
+    subs.save(str(path), encoding="utf-8")
+
+
+def write_vtt(events: list[SubtitleEvent], path: Path) -> None:
+    """WebVTT; ``<``/``>``/``&`` are escaped because VTT cue text is markup."""
+    parts = ["WEBVTT", ""]
+    for ev in events:
+        text = "\n".join(ln.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for ln in ev.lines)
+        parts += [f"{_vtt_time(ev.start)} --> {_vtt_time(ev.end)}", text, ""]
+    path.write_text("\n".join(parts), encoding="utf-8")
+
+
+def build_track(translation: Translation, rules: LanguageRules, *, duration: float, fps: float,
+                out_dir: Path) -> SubtitleTrack:
+    events = segment_translation(translation, rules, duration=duration, fps=fps)
+    track = SubtitleTrack(language=translation.language, events=events,
+                          violations=violations(events, rules, translation.language))
+    write_srt(events, out_dir / track.srt)
+    write_vtt(events, out_dir / track.vtt)
+    return track

