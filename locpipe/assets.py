@@ -92,6 +92,9 @@ def piper_voice(name: str) -> PiperVoiceFiles:
 
 # --------------------------------------------------------------------------- fonts
 
+#: bump when the generated fonts.conf changes, so prepared folders are rebuilt
+FONTCONF_VERSION = 3
+
 
 def fonts_dir() -> Path:
     """A folder of the pip-installed Noto fonts under plain file names, plus a fontconfig file.
@@ -105,7 +108,8 @@ def fonts_dir() -> Path:
     cjk = _package_dir("manimgx_fonts_cjk", "manimgx-fonts-cjk")
     noto = _package_dir("manimgx_fonts", "manimgx-fonts")
     sources = sorted(cjk.glob("*.tt[cf]")) + sorted(noto.glob("*.ttf"))
-    stamp = hashlib.sha256("\n".join(f"{p}:{p.stat().st_size}" for p in sources).encode()).hexdigest()[:12]
+    listing = "\n".join(f"{p}:{p.stat().st_size}" for p in sources)
+    stamp = hashlib.sha256(f"{FONTCONF_VERSION}\n{listing}".encode()).hexdigest()[:12]
     target = cache_dir() / "fonts" / stamp
     if (target / "fonts.conf").exists():
         return target
@@ -128,14 +132,20 @@ def fonts_dir() -> Path:
 
 
 def _fontconfig_xml(files: Path, cache: Path) -> str:
+    # script fonts fall back to Noto Sans for Latin punctuation they lack; generic
+    # sans-serif resolves to Noto Sans then CJK
     fallback = "".join(
-        f"<alias><family>{fam}</family><prefer><family>Noto Sans</family>"
-        "<family>Noto Sans CJK SC</family></prefer></alias>"
-        for fam in ("Noto Sans Thai", "Noto Sans Arabic", "Noto Sans Devanagari", "sans-serif")
-    )
+        f"<alias><family>{fam}</family><accept><family>Noto Sans</family>"
+        "<family>Noto Sans CJK SC</family></accept></alias>"
+        for fam in ("Noto Sans Thai", "Noto Sans Arabic", "Noto Sans Devanagari")
+    ) + ("<alias><family>sans-serif</family><prefer><family>Noto Sans</family>"
+         "<family>Noto Sans CJK SC</family></prefer></alias>")
     return (
         '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>\n'
-        f"  <dir>{files}</dir>\n  <cachedir>{cache}</cachedir>\n  {fallback}\n</fontconfig>\n"
+        f"  <dir>{files}</dir>\n  <cachedir>{cache}</cachedir>\n"
+        # a read-only asset cache (a container image) falls back to the user's cache
+        '  <cachedir prefix="xdg">locpipe-fontconfig</cachedir>\n'
+        f"  {fallback}\n</fontconfig>\n"
     )
 
 

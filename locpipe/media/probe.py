@@ -24,23 +24,6 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _rotation(stream) -> int:
-    """Clockwise display rotation in degrees from the display matrix or the legacy tag."""
-    tag = (stream.metadata or {}).get("rotate")
-    if tag:
-        try:
-            return int(tag) % 360
-        except ValueError:
-            pass
-    for frame_side in getattr(stream, "side_data", {}) or {}:
-        if "DISPLAYMATRIX" in str(frame_side).upper():
-            try:
-                return int(round(-float(stream.side_data[frame_side]))) % 360
-            except (TypeError, ValueError):
-                return 0
-    return 0
-
-
 def probe(path: Path, *, require_audio: bool = True) -> MediaInfo:
     """Read stream facts of ``path``; raise InputError with a specific reason if unusable."""
     import av
@@ -53,7 +36,7 @@ def probe(path: Path, *, require_audio: bool = True) -> MediaInfo:
     try:
         container = av.open(str(path))
     except av.error.InvalidDataError:
-        raise InputError(path, "not a media file ffmpeg can read (invalid data; corrupt or not a video)") from None
+        raise InputError(path, _sniff(path)) from None
     except av.error.FFmpegError as exc:
         raise InputError(path, f"cannot open as media: {exc}") from None
     with container:
@@ -69,10 +52,10 @@ def probe(path: Path, *, require_audio: bool = True) -> MediaInfo:
             raise InputError(path, "duration is zero or unknown (truncated file?)")
         if require_audio and not audios:
             raise InputError(path, "has no audio stream (a dialogue track is needed to transcribe and dub)")
-        _check_decodable(container, v, path)
+        first = _first_frame(container, v, path)
         width, height = v.codec_context.width, v.codec_context.height
         sar = float(v.sample_aspect_ratio) if v.sample_aspect_ratio else 1.0
-        rotation = _rotation(v)
+        rotation = int(getattr(first, "rotation", 0) or 0) % 360
         dw, dh = round(width * sar), height
         if rotation in (90, 270):
             dw, dh = dh, dw
@@ -98,10 +81,27 @@ def probe(path: Path, *, require_audio: bool = True) -> MediaInfo:
         )
 
 
+def _sniff(path: Path) -> str:
+    """Say why a file ffmpeg cannot open is unreadable, from its first bytes."""
+    head = path.open("rb").read(4096)
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide"):
+        return "MP4/MOV container is corrupt or truncated (its index, the moov atom, is missing or damaged)"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "Matroska/WebM file is corrupt or truncated"
+    try:
+        text = head.decode("utf-8")
+        if all(ch.isprintable() or ch.isspace() for ch in text):
+            return "is a text file, not a video (wrong extension?)"
+    except UnicodeDecodeError:
+        pass
+    return "not a media file ffmpeg can read (unknown or corrupt format)"
+
+
 def _is_cover_art(stream) -> bool:
-    return bool(stream.disposition & getattr(stream.disposition, "attached_pic", 0)) if hasattr(
-        stream, "disposition"
-    ) and not isinstance(stream.disposition, int) else False
+    """MP3/M4A cover images show up as a one-frame video stream; they are not episodes."""
+    import av
+
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
 
 
 def _duration(container, v) -> float:
@@ -112,14 +112,17 @@ def _duration(container, v) -> float:
     return 0.0
 
 
-def _check_decodable(container, v, path: Path) -> None:
-    """Decode the first video frame: catches files whose header is fine but data is not."""
+def _first_frame(container, v, path: Path):
+    """Decode the first video frame: catches files whose header is fine but data is not.
+
+    The frame also carries the display rotation (the display-matrix side data).
+    """
     import av
 
     try:
         for frame in container.decode(v):
             if frame is not None:
-                return
+                return frame
     except av.error.FFmpegError as exc:
         raise InputError(path, f"video data is corrupt: {exc}") from None
     raise InputError(path, "video stream contains no decodable frames")

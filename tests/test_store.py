@@ -1,0 +1,65 @@
+import os
+
+import pytest
+
+from locpipe.artifacts import Transcript
+from locpipe.core.store import ArtifactStore, atomic_write_text, make_key
+
+
+def _make(calls):
+    def make(folder):
+        calls.append(folder)
+        (folder / "payload.txt").write_text("data")
+        return Transcript(cues=[], backend="b", model="m")
+
+    return make
+
+
+def test_same_key_is_built_once_and_reloaded(tmp_path):
+    calls = []
+    store = ArtifactStore(tmp_path)
+    m1, d1 = store.get_or_make("ep", "transcribe", {"a": 1}, Transcript, _make(calls))
+    m2, d2 = ArtifactStore(tmp_path).get_or_make("ep", "transcribe", {"a": 1}, Transcript, _make(calls))
+    assert len(calls) == 1 and d1 == d2 and m1 == m2
+    assert (d2 / "payload.txt").read_text() == "data"
+    assert [r.cached for r in store.records] == [False]
+
+
+def test_changed_parts_change_the_key(tmp_path):
+    calls = []
+    store = ArtifactStore(tmp_path)
+    store.get_or_make("ep", "s", {"a": 1}, Transcript, _make(calls))
+    store.get_or_make("ep", "s", {"a": 2}, Transcript, _make(calls))
+    assert len(calls) == 2
+    assert make_key("s", {"a": 1, "b": 2}) == make_key("s", {"b": 2, "a": 1})
+
+
+def test_crash_inside_a_stage_leaves_nothing_behind(tmp_path):
+    store = ArtifactStore(tmp_path)
+
+    def boom(folder):
+        (folder / "half.bin").write_bytes(b"x" * 10)
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        store.get_or_make("ep", "s", {"a": 1}, Transcript, boom)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+    # a rerun builds it normally
+    calls = []
+    store.get_or_make("ep", "s", {"a": 1}, Transcript, _make(calls))
+    assert len(calls) == 1
+
+
+def test_sweep_removes_temporaries_of_a_killed_run(tmp_path):
+    stale = tmp_path / "ep" / "s" / ".abc.123.tmp"
+    stale.mkdir(parents=True)
+    assert ArtifactStore(tmp_path).sweep_temporaries() == 1
+    assert not stale.exists()
+
+
+def test_atomic_write_never_exposes_partial_file(tmp_path):
+    target = tmp_path / "out" / "x.json"
+    atomic_write_text(target, "{}")
+    assert target.read_text() == "{}"
+    assert [p.name for p in target.parent.iterdir()] == ["x.json"]
+    assert not any(n.endswith(".tmp") for n in os.listdir(target.parent))

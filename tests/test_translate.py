@@ -1,0 +1,78 @@
+import socket
+
+import pytest
+
+from fakes import fake_translation_server
+from locpipe.artifacts import Cue, Transcript
+from locpipe.backends.mt.base import choose_backend, get_mt_backend
+from locpipe.errors import BackendUnavailable, StageError
+from locpipe.stages.translate import build_translation, translate_transcript
+
+
+def _transcript(*texts):
+    return Transcript(cues=[Cue(index=i, start=i * 2.0, end=i * 2.0 + 1.5, text=t) for i, t in enumerate(texts)],
+                      backend="test", model="test")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_google_backend_against_local_fake_server(monkeypatch):
+    replies = {"你好，陆总。": "Hello, Mr. Lu.", "五百万？": "Five million?"}
+    with fake_translation_server(replies) as (url, requests):
+        monkeypatch.setenv("LOCPIPE_GOOGLE_URL", url + "/m")
+        backend = choose_backend(["google"], "zh", "pt-BR")
+        result = translate_transcript(_transcript("你好，陆总。", "五百万？"), "pt-BR", backend)
+    assert [c.text for c in result.cues] == ["Hello, Mr. Lu.", "Five million?"]
+    assert result.backend == "google"
+    assert {q["tl"] for _, q in requests} == {"pt"} and {q["sl"] for _, q in requests} == {"zh-CN"}
+
+
+def test_deepl_backend_against_local_fake_server(monkeypatch):
+    with fake_translation_server({"走吧": "Vamos"}) as (url, requests):
+        monkeypatch.setenv("DEEPL_API_KEY", "test-key:fx")
+        monkeypatch.setenv("LOCPIPE_DEEPL_URL", url + "/v2/")
+        backend = choose_backend(["deepl"], "zh", "es-419")
+        result = translate_transcript(_transcript("走吧"), "es-419", backend)
+    assert result.cues[0].text == "Vamos"
+    assert requests[0][1]["auth_key"] == "test-key:fx"
+
+
+def test_hostile_backend_output_is_flattened_and_cjk_leaks_removed(monkeypatch):
+    hostile = {"一": "line one\nline two\r\x00{\\fs200}", "二": "Hello 你好 there", "三": "好"}
+    with fake_translation_server(hostile) as (url, _):
+        monkeypatch.setenv("LOCPIPE_GOOGLE_URL", url + "/m")
+        result = translate_transcript(_transcript("一", "二", "三"), "en", get_mt_backend("google"))
+    texts = [c.text for c in result.cues]
+    assert texts[0] == "line one line two {\\fs200}"  # literal: rendering escapes it later
+    assert texts[1] == "Hello there"
+    assert texts[2] == ""
+    assert any("untranslated" in n for n in result.notes) and any("CJK" in n for n in result.notes)
+
+
+def test_unreachable_service_fails_fast_and_names_every_candidate(monkeypatch):
+    monkeypatch.setenv("LOCPIPE_GOOGLE_URL", f"http://127.0.0.1:{_free_port()}/m")
+    monkeypatch.delenv("DEEPL_API_KEY", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no apertium binary
+    with pytest.raises(BackendUnavailable) as err:
+        choose_backend(["deepl", "google", "apertium", "whisper-translate"], "zh", "pt-BR")
+    msg = str(err.value)
+    assert "zh->pt-BR" in msg
+    assert "deepl: DEEPL_API_KEY is not set" in msg
+    assert "google: cannot reach 127.0.0.1" in msg
+    assert "apertium: apertium is not installed" in msg
+    assert "whisper-translate: does not translate zh->pt" in msg
+
+
+def test_backend_that_drops_lines_is_an_error():
+    with pytest.raises(StageError, match="returned 1 lines for 2 cues"):
+        build_translation(_transcript("一", "二"), ["one"], "en", "bad")
+
+
+def test_offline_english_backend_is_available_for_english_only():
+    backend = choose_backend(["whisper-translate"], "zh", "en")
+    assert backend.name == "whisper-translate"
+    assert not backend.supports("zh", "pt")
