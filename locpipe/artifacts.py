@@ -117,6 +117,8 @@ class DubLine(Artifact):
     placed_start: float
     placed_end: float
     outcome: Literal["fit", "stretched", "overflow", "skipped"]
+    #: why a line was skipped (e.g. text the voice cannot speak)
+    note: str = ""
 
 
 class DubTrack(Artifact):

@@ -76,3 +76,20 @@ def test_offline_english_backend_is_available_for_english_only():
     backend = choose_backend(["whisper-translate"], "zh", "en")
     assert backend.name == "whisper-translate"
     assert not backend.supports("zh", "pt")
+
+
+def test_whisper_english_sentences_are_assigned_to_the_cue_they_overlap():
+    from locpipe.artifacts import Word
+    from locpipe.backends.mt.whisper_translate import assign_sentences, sentences
+
+    cues = _transcript("一", "二", "三").cues  # 0-1.5, 2-3.5, 4-5.5
+    words = [Word(start=0.1, end=0.5, text=" Mr."), Word(start=0.5, end=1.9, text=" Lu."),
+             Word(start=2.2, end=2.6, text=" Who"), Word(start=2.6, end=3.0, text=" is"),
+             Word(start=3.1, end=4.1, text=" it?"),  # spills into the next cue: stays with its sentence
+             Word(start=9.0, end=9.5, text=" Subscribe.")]  # far from every cue: dropped
+    assert assign_sentences(sentences(words), cues) == ["Mr. Lu.", "Who is it?", ""]
+    # an unpunctuated segment end still separates units: each segment is split on its own
+    seg1 = [Word(start=0.2, end=1.4, text=" I'm going to be honest")]
+    seg2 = [Word(start=4.1, end=5.2, text=" I will find out")]
+    units = sentences(seg1) + sentences(seg2)
+    assert assign_sentences(units, cues) == ["I'm going to be honest", "", "I will find out"]

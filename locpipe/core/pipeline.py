@@ -253,13 +253,6 @@ class EpisodeJob:
                            lambda d: segment.build_track(translation, rules, duration=info.duration, fps=fps,
                                                          out_dir=d))
 
-    def _tts_backend(self, name: str):
-        if name not in self._tts:
-            from locpipe.backends.tts.base import get_tts_backend
-
-            self._tts[name] = get_tts_backend(name)
-        return self._tts[name]
-
     def _synthesize(self, store, market: Market, info: MediaInfo, translation: Translation, tl_key: str,
                     unit: UnitReport):
         if not market.config.dub.enabled:
@@ -267,8 +260,8 @@ class EpisodeJob:
         from locpipe.backends.tts.base import parse_voice_spec
         from locpipe.stages.synthesize import synthesize_dub
 
-        backend_name, _voice = parse_voice_spec(market.config.dub.voice)
-        tts = self._tts_backend(backend_name)
+        tts, _voice = parse_voice_spec(market.config.dub.voice)
+        tts = self._tts.setdefault(tts.name, tts)  # one loaded voice model per job
         unit.backends["synthesize"] = f"{tts.name} {tts.version}"
         parts = {"translation": tl_key, "dub": market.config.dub.model_dump(), "tts": tts.version,
                  "duration": info.duration}

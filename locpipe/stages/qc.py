@@ -63,8 +63,13 @@ def check_dub(dub: DubTrack | None) -> list[QCCheck]:
     spoken = [ln for ln in dub.lines if ln.outcome != "skipped"]
     fit = sum(1 for ln in spoken if ln.outcome in ("fit", "stretched"))
     share = fit / len(spoken) if spoken else 1.0
-    return [QCCheck(name="dub_fit", passed=share >= 0.98, value=round(share, 3), target=">= 0.98",
-                    detail=f"{len(spoken) - fit} overflow line(s); voice {dub.voice}")]
+    unspoken = [ln for ln in dub.lines if ln.note]
+    return [
+        QCCheck(name="dub_fit", passed=share >= 0.98, value=round(share, 3), target=">= 0.98",
+                detail=f"{len(spoken) - fit} overflow line(s); voice {dub.voice}"),
+        QCCheck(name="dub_unspeakable_lines", passed=not unspoken, value=len(unspoken), target="0",
+                detail="; ".join(f"cue {ln.cue_index}: {ln.note}" for ln in unspoken[:5])),
+    ]
 
 
 def check_transcript(transcript: Transcript) -> list[QCCheck]:

@@ -27,12 +27,13 @@ SAMPLE_RATE = 16000
 # Hallucination guards (thresholds from Whisper's own decoding heuristics, tightened for
 # music beds: Whisper invents "subscribe" lines and repeats itself over closing music).
 NO_SPEECH_MAX = 0.6
-LOGPROB_MIN_WHEN_NO_SPEECH = -0.7
+LOGPROB_MIN_WHEN_NO_SPEECH = -1.0
 LOGPROB_MIN = -1.2
 COMPRESSION_RATIO_MAX = 2.4
 _REPEAT = re.compile(r"(.{2,}?)\1{3,}")
 #: stock phrases Whisper hallucinates over silence/music in Chinese video
-_STOCK_PHRASES = ("请不吝点赞", "订阅", "字幕由", "感谢观看", "明镜与点点", "Amara.org")
+_STOCK_PHRASES = ("请不吝点赞", "订阅", "字幕由", "感谢观看", "明镜与点点", "Amara.org",
+                  "next video", "thanks for watching", "thank you for watching", "subscribe")
 
 
 def guard_reason(text: str, no_speech_prob: float, avg_logprob: float, compression_ratio: float) -> str | None:
@@ -45,7 +46,7 @@ def guard_reason(text: str, no_speech_prob: float, avg_logprob: float, compressi
         return f"low confidence (logprob={avg_logprob:.2f})"
     if compression_ratio > COMPRESSION_RATIO_MAX or _REPEAT.search(text):
         return f"repetition loop (compression={compression_ratio:.2f})"
-    if any(p in text for p in _STOCK_PHRASES):
+    if any(p in text.lower() for p in _STOCK_PHRASES):
         return "stock hallucination phrase"
     return None
 
@@ -73,7 +74,8 @@ class FasterWhisperASR(ASRBackend):
     @property
     def version(self) -> str:
         model = self.options.model or "packaged-whisper-base"
-        return f"faster-whisper {pkg_version('faster-whisper')} model={model} {self.options.compute_type}"
+        guards = f"guards={NO_SPEECH_MAX}/{LOGPROB_MIN_WHEN_NO_SPEECH}/{LOGPROB_MIN}/{COMPRESSION_RATIO_MAX}"
+        return f"faster-whisper {pkg_version('faster-whisper')} model={model} {self.options.compute_type} {guards}"
 
     def _load(self):
         if self._model is None:
@@ -96,14 +98,17 @@ class FasterWhisperASR(ASRBackend):
         return self._model
 
     def _normalize(self, text: str) -> str:
-        """Whisper often writes Traditional characters for Mandarin: convert to Simplified."""
+        """Whisper often writes Traditional characters for Mandarin: convert to Simplified.
+
+        Surrounding spaces are kept: Whisper's English words carry their leading space.
+        """
         if self.options.language != "zh" or self.options.task != "transcribe":
-            return text.strip()
+            return text
         if self._t2s is None:
             from opencc import OpenCC
 
             self._t2s = OpenCC("t2s")
-        return self._t2s.convert(text.strip())
+        return self._t2s.convert(text)
 
     def transcribe(self, wav: Path, *, clip: tuple[float, float] | None = None) -> tuple[list[Cue], list[dict]]:
         from faster_whisper.audio import decode_audio
@@ -133,7 +138,7 @@ class FasterWhisperASR(ASRBackend):
         cues: list[Cue] = []
         dropped: list[dict] = []
         for seg in segments:
-            text = self._normalize(seg.text)
+            text = self._normalize(seg.text).strip()
             reason = guard_reason(text, seg.no_speech_prob, seg.avg_logprob, seg.compression_ratio)
             if reason:
                 dropped.append({"start": round(seg.start + offset, 3), "end": round(seg.end + offset, 3),

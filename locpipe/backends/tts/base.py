@@ -1,0 +1,207 @@
+"""Speech-synthesis backend interface, registry and voice specs.
+
+A backend turns one line of target-language text into mono float32 audio with one of its
+voices. Backends live in sibling modules and register under a name (like pysubs2's format
+registry); markets name a voice as ``"<backend>:<voice>"`` (``"piper:en_US-joe-medium"``).
+
+Input is checked here, once for every backend, because a TTS engine given the wrong input
+does not fail: an English espeak front end reads Chinese characters aloud as "Chinese
+letter", and empty text gives a click. Both must be errors that name the line.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from locpipe.errors import BackendUnavailable, LocpipeError
+
+
+class UnspeakableText(LocpipeError, ValueError):
+    """Text a voice cannot say: empty, or written in a script the voice's language does not use."""
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """One voice a backend offers."""
+
+    name: str
+    #: BCP-47 tag of what the voice speaks, e.g. "en-US"
+    language: str
+    sample_rate: int
+    gender: str | None = None
+    quality: str = ""
+    licence: str = ""
+
+    @property
+    def base_language(self) -> str:
+        """ISO 639-1 part ("en" for "en-US"), what markets and scripts key on."""
+        return self.language.replace("_", "-").split("-")[0].lower()
+
+
+class TTSBackend(ABC):
+    """One speech-synthesis engine. Instances may hold loaded models: create once, reuse."""
+
+    name: str = ""
+    #: whether the backend can speak in a voice cloned from a reference clip
+    can_clone: bool = False
+
+    @property
+    @abstractmethod
+    def version(self) -> str:
+        """Library version plus voice-package version, for cache keys and the manifest."""
+
+    @property
+    @abstractmethod
+    def voices(self) -> dict[str, VoiceInfo]:
+        """Voices this backend can speak with here, by name."""
+
+    @property
+    def languages(self) -> list[str]:
+        """Base language codes the installed voices cover."""
+        return sorted({v.base_language for v in self.voices.values()})
+
+    def voice_info(self, voice: str) -> VoiceInfo:
+        """The voice's facts; unknown names fail listing what exists."""
+        try:
+            return self.voices[voice]
+        except KeyError:
+            raise BackendUnavailable(
+                f"TTS backend {self.name!r} has no voice {voice!r}; available: {sorted(self.voices) or 'none'}"
+            ) from None
+
+    def sample_rate(self, voice: str) -> int:
+        """Sample rate of the audio ``synthesize`` returns for ``voice`` (voices differ)."""
+        return self.voice_info(voice).sample_rate
+
+    def synthesize(self, text: str, voice: str) -> np.ndarray:
+        """Speak ``text`` with ``voice``: mono float32 in [-1, 1] at ``sample_rate(voice)``.
+
+        Checks the input first (every backend gets the same guarantees), then calls the
+        engine. Leading/trailing silence is left in; the dub stage trims it.
+        """
+        info = self.voice_info(voice)
+        text = check_speakable(text, info)
+        audio = np.asarray(self._synthesize(text, info), dtype=np.float32).reshape(-1)
+        if audio.size == 0:
+            raise UnspeakableText(f"{self.name}:{voice} produced no audio for {text!r}")
+        return np.clip(audio, -1.0, 1.0)
+
+    @abstractmethod
+    def _synthesize(self, text: str, voice: VoiceInfo) -> np.ndarray:
+        """Engine call for already-checked text; returns mono audio at ``voice.sample_rate``."""
+
+
+# --------------------------------------------------------------------------- input checks
+
+#: Unicode script (first word of a letter's character name) each language is written in.
+#: Latin is accepted everywhere: names, brands and "OK" appear in every market's script.
+LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
+    **{lang: frozenset({"LATIN"}) for lang in
+       ("en", "es", "pt", "fr", "de", "it", "id", "ms", "vi", "tl", "nl", "pl", "tr", "sw")},
+    "zh": frozenset({"LATIN", "CJK"}),
+    "ja": frozenset({"LATIN", "CJK", "HIRAGANA", "KATAKANA"}),
+    "ko": frozenset({"LATIN", "HANGUL", "CJK"}),
+    "ru": frozenset({"LATIN", "CYRILLIC"}),
+    "uk": frozenset({"LATIN", "CYRILLIC"}),
+    "ar": frozenset({"LATIN", "ARABIC"}),
+    "th": frozenset({"LATIN", "THAI"}),
+    "hi": frozenset({"LATIN", "DEVANAGARI"}),
+    "el": frozenset({"LATIN", "GREEK"}),
+    "he": frozenset({"LATIN", "HEBREW"}),
+}
+
+
+def letter_script(ch: str) -> str:
+    """Script of one letter from its Unicode name ("LATIN", "CJK", "HANGUL", ...)."""
+    name = unicodedata.name(ch, "")
+    if name.startswith("CJK") or name.startswith("IDEOGRAPHIC"):
+        return "CJK"
+    if name in ("FEMININE ORDINAL INDICATOR", "MASCULINE ORDINAL INDICATOR"):  # Spanish/Portuguese "1ª"
+        return "LATIN"
+    return name.split(" ", 1)[0] if name else "UNKNOWN"
+
+
+_SCRIPT_LETTERS = {"Lu", "Ll", "Lt", "Lo"}
+
+
+def foreign_letters(text: str, language: str) -> list[str]:
+    """Letters of ``text`` outside the scripts ``language`` is written in (unique, in order).
+
+    Languages missing from LANGUAGE_SCRIPTS are not checked (nothing is reported), so a new
+    market never fails here for lack of a table entry.
+    """
+    allowed = LANGUAGE_SCRIPTS.get(language.replace("_", "-").split("-")[0].lower())
+    if allowed is None:
+        return []
+    found: list[str] = []
+    for ch in text:
+        # modifier letters (Lm: "ʼ", "ˈ") are script-neutral punctuation in practice
+        if unicodedata.category(ch) in _SCRIPT_LETTERS and letter_script(ch) not in allowed and ch not in found:
+            found.append(ch)
+    return found
+
+
+def check_speakable(text: str, voice: VoiceInfo) -> str:
+    """Return ``text`` NFKC-normalized and stripped, or raise UnspeakableText saying why not.
+
+    NFKC turns full-width Latin and digits ("ＯＫ１") into plain ones that every front end reads.
+    """
+    if not isinstance(text, str):
+        raise UnspeakableText(f"expected text, got {type(text).__name__}")
+    stripped = unicodedata.normalize("NFKC", text).strip()
+    if not stripped:
+        raise UnspeakableText(f"empty text: nothing for voice {voice.name!r} to say")
+    if not any(unicodedata.category(ch)[0] in "LN" for ch in stripped):
+        raise UnspeakableText(f"no letters or digits in {stripped!r}: nothing for voice {voice.name!r} to say")
+    foreign = foreign_letters(stripped, voice.language)
+    if foreign:
+        scripts = sorted({letter_script(ch) for ch in foreign})
+        raise UnspeakableText(
+            f"voice {voice.name!r} speaks {voice.language} and cannot read {'/'.join(scripts)} characters "
+            f"{''.join(foreign[:10])!r} in {stripped!r}"
+        )
+    return stripped
+
+
+# --------------------------------------------------------------------------- registry
+
+#: backend name -> class; filled by the @register decorator in each backend module
+TTS_BACKENDS: dict[str, type[TTSBackend]] = {}
+
+
+def register(name: str):
+    def deco(cls: type[TTSBackend]) -> type[TTSBackend]:
+        cls.name = name
+        TTS_BACKENDS[name] = cls
+        return cls
+
+    return deco
+
+
+def _load_registry() -> None:
+    # import backends for their registration side effect
+    from locpipe.backends.tts import piper_tts  # noqa: F401
+
+
+def get_tts_backend(name: str) -> TTSBackend:
+    """A new instance of the named backend (models load lazily on first synthesis)."""
+    _load_registry()
+    try:
+        cls = TTS_BACKENDS[name]
+    except KeyError:
+        raise BackendUnavailable(f"unknown TTS backend {name!r}; available: {sorted(TTS_BACKENDS)}") from None
+    return cls()
+
+
+def parse_voice_spec(spec: str) -> tuple[TTSBackend, str]:
+    """``"piper:en_US-joe-medium"`` -> (backend instance, voice name), both checked to exist."""
+    backend_name, sep, voice = (spec or "").partition(":")
+    if not sep or not backend_name.strip() or not voice.strip():
+        raise BackendUnavailable(f"voice spec {spec!r} is not '<backend>:<voice>', e.g. 'piper:en_US-joe-medium'")
+    backend = get_tts_backend(backend_name.strip())
+    backend.voice_info(voice.strip())
+    return backend, voice.strip()

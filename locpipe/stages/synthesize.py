@@ -1,0 +1,281 @@
+"""Synthesize: speak every translated cue and place it in its time slot on one dub track.
+
+A dubbed line must stay with the picture and never talk over the next line. Each cue owns
+the time from its start to just before the next cue (``LINE_GAP``); a line may start a
+little early (``MAX_BORROW``) when the gap before it is free. Speech that is still too long
+is sped up (rubberband, pitch kept) up to the market's ``max_stretch``; past that it is cut
+with a short fade and marked "overflow" for QC, never overlapped. Lines are never slowed
+down: a short line simply ends early.
+
+The slot/fit arithmetic is pure (``fit_line``, ``plan_lines``) and tested directly; the
+synthesis, stretching and WAV writing around it are thin.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from locpipe.artifacts import DubLine, DubTrack, Translation
+from locpipe.backends.tts.base import TTSBackend, UnspeakableText
+from locpipe.config import Market
+from locpipe.errors import StageError
+from locpipe.media.ffmpeg import run_ffmpeg
+
+log = logging.getLogger(__name__)
+
+#: silence kept between one line's end and the next cue's start (seconds)
+LINE_GAP = 0.05
+#: how much earlier than its cue a line may start when the gap before it is free (seconds)
+MAX_BORROW = 0.2
+#: slowest tempo ever applied; slowing down is off (MIN_TEMPO_DEFAULT) but never below this
+MIN_TEMPO = 0.9
+MIN_TEMPO_DEFAULT = 1.0
+#: fade applied where an overflowing line is cut (seconds); shorter if the slot is tiny
+OVERFLOW_FADE = 0.08
+#: fade at both ends of every placed line, against clicks left by trimming (seconds)
+EDGE_FADE = 0.005
+#: below this level (dBFS, relative to full scale) leading/trailing audio counts as silence
+SILENCE_DB = -45.0
+#: lines are written 1 dB under full scale so stretching and summing do not clip
+LINE_PEAK = 10 ** (-1 / 20)
+#: rounding slack when comparing durations (seconds): below one sample at 22.05 kHz
+EPS = 1e-6
+
+
+# --------------------------------------------------------------------------- pure arithmetic
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Where one line goes: the slot it may use and how its speech is fitted into it."""
+
+    slot_start: float
+    slot_end: float
+    speech_seconds: float
+    #: tempo factor (>1 faster); 1.0 when unchanged
+    stretch: float
+    placed_start: float
+    placed_end: float
+    outcome: str
+
+    @property
+    def needs_cut(self) -> bool:
+        return self.outcome == "overflow"
+
+
+def slot_end(next_start: float | None, episode_duration: float) -> float:
+    """End of a line's slot: LINE_GAP before the next spoken cue starts, else the episode end."""
+    if next_start is None:
+        return max(0.0, episode_duration)
+    return max(0.0, min(next_start - LINE_GAP, episode_duration))
+
+
+def fit_line(speech: float, cue_start: float, slot_end: float, prev_end: float | None,
+             max_stretch: float, min_tempo: float = MIN_TEMPO_DEFAULT) -> Fit:
+    """Fit ``speech`` seconds of audio for a cue starting at ``cue_start``.
+
+    The line may start up to MAX_BORROW before its cue, but not before 0 nor within
+    LINE_GAP of the previous placed line (``prev_end``), so borrowing never causes overlap.
+    It starts as late as possible (at the cue) while still fitting, moving earlier only as
+    far as it needs; then it is sped up (at most ``max_stretch``); then cut ("overflow").
+    ``min_tempo`` below 1 would allow slowing short lines, never below MIN_TEMPO; with the
+    default 1.0 lines are never slowed.
+    """
+    if max_stretch < 1.0:
+        raise ValueError(f"max_stretch must be >= 1.0, got {max_stretch}")
+    if not MIN_TEMPO <= min_tempo <= 1.0:
+        raise ValueError(f"min_tempo must be in [{MIN_TEMPO}, 1.0], got {min_tempo}")
+    earliest = max(0.0, cue_start - MAX_BORROW)
+    if prev_end is not None:
+        earliest = max(earliest, prev_end + LINE_GAP)
+    start_at_cue = min(max(cue_start, earliest), slot_end)
+    earliest = min(earliest, start_at_cue)
+    available = max(0.0, slot_end - earliest)
+
+    def fit(start: float, length: float, stretch: float, outcome: str) -> Fit:
+        return Fit(earliest, slot_end, speech, stretch, start, start + length, outcome)
+
+    room = slot_end - start_at_cue
+    if speech <= room + EPS:
+        # fits from the cue; an optional slow-down fills at most the room to the slot end
+        tempo = max(min_tempo, speech / room) if min_tempo < 1.0 and room > EPS else 1.0
+        return fit(start_at_cue, min(speech / tempo, room), tempo, "fit")
+    if speech <= available + EPS:
+        # fits when it borrows from the gap before: start just early enough
+        return fit(slot_end - speech, speech, 1.0, "fit")
+    if available <= 0.0:
+        return fit(earliest, 0.0, max_stretch, "overflow")
+    tempo = speech / available
+    if tempo <= max_stretch + EPS:
+        return fit(earliest, available, min(tempo, max_stretch), "stretched")
+    return fit(earliest, available, max_stretch, "overflow")
+
+
+def plan_lines(cues: list[tuple[float, float]], episode_duration: float, max_stretch: float) -> list[Fit]:
+    """Fit (cue_start, speech_seconds) pairs sorted by start; each sees where the last one ended.
+
+    A speech length of 0 (nothing to say) is "skipped": it holds no slot, so the line before
+    it may run on to the next spoken cue.
+    """
+    fits: list[Fit] = []
+    prev_end: float | None = None
+    for i, (start, speech) in enumerate(cues):
+        next_start = next((s for s, sp in cues[i + 1:] if sp > 0.0), None)
+        end = slot_end(next_start, episode_duration)
+        if speech <= 0.0:
+            at = min(max(0.0, start), episode_duration)
+            fits.append(Fit(at, at, 0.0, 1.0, at, at, "skipped"))
+            continue
+        fit = fit_line(speech, start, end, prev_end, max_stretch)
+        fits.append(fit)
+        prev_end = fit.placed_end
+    return fits
+
+
+# --------------------------------------------------------------------------- pure signal helpers
+
+
+def trim_silence(audio: np.ndarray, sample_rate: int, threshold_db: float = SILENCE_DB,
+                 keep: float = 0.01) -> np.ndarray:
+    """Cut leading and trailing silence (TTS pads both ends), keeping ``keep`` seconds of margin.
+
+    The level is judged on 10 ms windows of peak amplitude, so one quiet consonant sample
+    inside a word is never cut.
+    """
+    if audio.size == 0:
+        return audio
+    win = max(1, int(0.01 * sample_rate))
+    frames = int(np.ceil(audio.size / win))
+    padded = np.zeros(frames * win, dtype=np.float32)
+    padded[: audio.size] = np.abs(audio)
+    loud = np.flatnonzero(padded.reshape(frames, win).max(axis=1) > 10 ** (threshold_db / 20))
+    if loud.size == 0:
+        return audio[:0]
+    margin = int(keep * sample_rate)
+    first = max(0, loud[0] * win - margin)
+    last = min(audio.size, (loud[-1] + 1) * win + margin)
+    return audio[first:last]
+
+
+def fade_edges(audio: np.ndarray, sample_rate: int, fade_in: float, fade_out: float) -> np.ndarray:
+    """Linear fade-in/out (seconds), each at most half the clip."""
+    out = audio.astype(np.float32, copy=True)
+    for seconds, tail in ((fade_in, False), (fade_out, True)):
+        n = min(int(seconds * sample_rate), out.size // 2)
+        if n <= 0:
+            continue
+        ramp = np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
+        if tail:
+            out[-n:] *= ramp[::-1]
+        else:
+            out[:n] *= ramp
+    return out
+
+
+def fit_audio(audio: np.ndarray, sample_rate: int, fit: Fit) -> np.ndarray:
+    """Cut already-stretched audio to the placed length; fade where it was cut.
+
+    Also absorbs the few samples rubberband's output may differ from the requested tempo.
+    """
+    target = max(0, int(round((fit.placed_end - fit.placed_start) * sample_rate)))
+    cut = audio.size - target > int(0.02 * sample_rate)
+    clip = audio[:target]
+    return fade_edges(clip, sample_rate, EDGE_FADE, OVERFLOW_FADE if cut or fit.needs_cut else EDGE_FADE)
+
+
+# --------------------------------------------------------------------------- I/O
+
+
+def stretch_audio(audio: np.ndarray, sample_rate: int, tempo: float, work_dir: Path) -> np.ndarray:
+    """Change tempo with ffmpeg's rubberband filter, keeping pitch (raw float32 in and out)."""
+    if abs(tempo - 1.0) < 1e-4:
+        return audio
+    src, dst = work_dir / "line.f32", work_dir / "line.stretched.f32"
+    audio.astype("<f4").tofile(src)
+    run_ffmpeg(["-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", str(src),
+                "-af", f"rubberband=tempo={tempo:.6f}", "-f", "f32le", "-ar", str(sample_rate), "-ac", "1", str(dst)],
+               what=f"time-stretch x{tempo:.3f}")
+    return np.fromfile(dst, dtype="<f4")
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Mono 16-bit PCM WAV, written beside and renamed so a crash never leaves half a file."""
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    tmp = path.with_name(f".{path.name}.tmp")
+    with wave.open(str(tmp), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes(pcm.tobytes())
+    tmp.replace(path)
+
+
+def _voice_for(market: Market, tts: TTSBackend, language: str) -> str:
+    """The market's voice name, checked against the backend and the translation's language."""
+    backend_name, _, voice = market.config.dub.voice.partition(":")
+    if backend_name != tts.name:
+        raise StageError("synthesize", f"market {market.code} wants voice {market.config.dub.voice!r} "
+                                       f"but the TTS backend given is {tts.name!r}")
+    info = tts.voice_info(voice)
+    if info.base_language != language.split("-")[0].lower():
+        raise StageError("synthesize", f"voice {market.config.dub.voice!r} speaks {info.language}, "
+                                       f"the translation is {language}")
+    return voice
+
+
+def synthesize_dub(translation: Translation, market: Market, episode_duration: float, out_dir: Path,
+                   tts: TTSBackend) -> DubTrack:
+    """Speak every translated cue, fit each into its slot, write ``dub.wav`` for the whole episode."""
+    voice = _voice_for(market, tts, translation.language)
+    sr = tts.sample_rate(voice)
+    cues = sorted(translation.cues, key=lambda c: c.start)
+    speech: list[np.ndarray] = []
+    notes: dict[int, str] = {}
+    synth_seconds = 0.0
+    for cue in cues:
+        if not cue.text.strip():
+            speech.append(np.zeros(0, dtype=np.float32))
+            continue
+        t0 = time.perf_counter()
+        try:
+            audio = tts.synthesize(cue.text, voice)
+        except UnspeakableText as exc:  # one bad line must not cost the episode its dub: flag it
+            log.warning("cue %d not dubbed: %s", cue.index, exc)
+            notes[cue.index] = str(exc)
+            speech.append(np.zeros(0, dtype=np.float32))
+            continue
+        synth_seconds += time.perf_counter() - t0
+        speech.append(trim_silence(audio, sr) * np.float32(LINE_PEAK))
+    spoken = sum(a.size for a in speech) / sr
+    log.info("synthesized %d lines, %.1f s of speech in %.1f s (RTF %.3f) with %s:%s", sum(a.size > 0 for a in speech),
+             spoken, synth_seconds, synth_seconds / spoken if spoken else 0.0, tts.name, voice)
+
+    fits = plan_lines([(c.start, a.size / sr) for c, a in zip(cues, speech)], episode_duration,
+                      market.config.dub.max_stretch)
+    track = np.zeros(max(1, int(round(episode_duration * sr))), dtype=np.float32)
+    lines: list[DubLine] = []
+    with tempfile.TemporaryDirectory(prefix="stretch-", dir=out_dir) as tmp:
+        for cue, audio, fit in zip(cues, speech, fits, strict=True):
+            if fit.outcome != "skipped" and fit.placed_end > fit.placed_start:
+                placed = fit_audio(stretch_audio(audio, sr, fit.stretch, Path(tmp)), sr, fit)
+                at = int(round(fit.placed_start * sr))
+                n = min(placed.size, track.size - at)
+                track[at:at + n] += placed[:n]
+            if fit.outcome == "overflow":
+                log.warning("cue %d: %.2f s of speech does not fit %.2f s even at x%.2f; cut",
+                            cue.index, fit.speech_seconds, fit.slot_end - fit.slot_start, fit.stretch)
+            lines.append(DubLine(cue_index=cue.index, text=cue.text, slot_start=round(fit.slot_start, 3),
+                                 slot_end=round(fit.slot_end, 3), speech_seconds=round(fit.speech_seconds, 3),
+                                 stretch=round(fit.stretch, 4), placed_start=round(fit.placed_start, 3),
+                                 placed_end=round(fit.placed_end, 3), outcome=fit.outcome,  # type: ignore[arg-type]
+                                 note=notes.get(cue.index, "")))
+    result = DubTrack(language=translation.language, voice=voice, backend=tts.name, sample_rate=sr, lines=lines)
+    write_wav(out_dir / result.wav, track, sr)
+    return result

@@ -1,0 +1,74 @@
+"""Real transcription of the bundled sample with the packaged Whisper base weights."""
+
+import json
+
+import pytest
+
+from conftest import SAMPLE_SCRIPT, make_clip
+from locpipe.backends.asr.base import ASROptions, get_asr_backend
+from locpipe.backends.asr.faster_whisper_asr import guard_reason
+from locpipe.metrics import cer
+from locpipe.stages import ingest
+from locpipe.stages.transcribe import transcribe_audio
+from locpipe.stages.translate import CJK_RE
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return get_asr_backend("faster-whisper", ASROptions())
+
+
+@pytest.fixture(scope="module")
+def sample_audio(sample, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ingest")
+    result = ingest.extract_audio(ingest.probe_episode(sample), folder)
+    return folder / result.audio_16k
+
+
+def test_sample_transcript_is_simplified_chinese_close_to_the_script(backend, sample_audio):
+    transcript = transcribe_audio(sample_audio, backend)
+    script = json.loads(SAMPLE_SCRIPT.read_text(encoding="utf-8"))
+    reference = "".join(line["text"] for line in script["lines"])
+    hypothesis = "".join(c.text for c in transcript.cues)
+    assert cer(reference, hypothesis) < 0.15
+    assert "這" not in hypothesis and "們" not in hypothesis  # Traditional forms converted
+    # cue times follow the spoken lines
+    first = script["lines"][0]
+    assert abs(transcript.cues[0].start - first["start"]) < 0.6
+    assert all(c.words for c in transcript.cues)
+    assert transcript.cues[-1].end <= script["duration"]
+
+
+def test_music_only_audio_gives_an_empty_transcript(backend, tmp_path):
+    clip = make_clip(tmp_path / "tone.mp4", seconds=4.0)
+    result = ingest.extract_audio(ingest.probe_episode(clip), tmp_path)
+    transcript = transcribe_audio(tmp_path / result.audio_16k, backend)
+    assert transcript.cues == []
+
+
+def test_offline_english_translation_of_the_sample(sample_audio, backend):
+    from locpipe.backends.mt.base import choose_backend
+    from locpipe.stages.translate import translate_transcript
+
+    transcript = transcribe_audio(sample_audio, backend)
+    translation = translate_transcript(transcript, "en", choose_backend(["whisper-translate"], "zh", "en"),
+                                       audio_16k=sample_audio)
+    texts = [c.text for c in translation.cues]
+    assert len(texts) == len(transcript.cues)
+    assert sum(1 for t in texts if t) >= 0.8 * len(texts)
+    assert not any(CJK_RE.search(t) for t in texts)
+    assert any("three days" in t.lower() for t in texts)
+
+
+@pytest.mark.parametrize(
+    "text, no_speech, logprob, ratio, dropped",
+    [
+        ("陆总，您找我？", 0.1, -0.3, 1.2, False),
+        ("请不吝点赞 订阅 转发", 0.2, -0.4, 1.3, True),
+        ("谢谢谢谢谢谢谢谢谢谢谢谢", 0.1, -0.3, 3.1, True),
+        ("嗯", 0.8, -0.9, 1.0, True),
+        ("他说什么", 0.1, -1.5, 1.1, True),
+    ],
+)
+def test_hallucination_guards(text, no_speech, logprob, ratio, dropped):
+    assert (guard_reason(text, no_speech, logprob, ratio) is not None) == dropped

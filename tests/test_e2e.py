@@ -1,0 +1,163 @@
+"""End to end: the CLI as the Docker entrypoint runs it, on the bundled sample and on bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, cut_sample, make_clip
+from locpipe.config import DEFAULT_CONFIG_DIR, load_market
+from locpipe.media.ffmpeg import measure_loudness
+from locpipe.media.probe import probe
+from locpipe.stages.translate import CJK_RE
+
+pytestmark = pytest.mark.slow
+
+
+def entrypoint() -> list[str]:
+    """The Dockerfile's ENTRYPOINT, resolved to this environment's console script."""
+    text = (ROOT / "Dockerfile").read_text()
+    match = re.search(r'^ENTRYPOINT \["([^"]+)"\]', text, re.M)
+    assert match, "Dockerfile has no exec-form ENTRYPOINT"
+    exe = Path(sys.executable).with_name(match.group(1))
+    assert exe.exists(), f"{exe} not installed: the Dockerfile's entrypoint would not resolve"
+    return [str(exe)]
+
+
+def locpipe(*args: str, check_code: int | None = 0) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*entrypoint(), "--log-level", "INFO", *args], capture_output=True, text=True)
+    if check_code is not None:
+        assert proc.returncode == check_code, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def test_dockerfile_installs_with_the_shared_setup_script():
+    text = (ROOT / "Dockerfile").read_text()
+    assert "bash scripts/setup.sh" in text
+    assert "docker run" in (ROOT / "README.md").read_text()
+    assert locpipe("--version").stdout.startswith("locpipe ")
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory, sample):
+    series = tmp_path_factory.mktemp("series")
+    shutil.copy(sample, series / "ep001.mp4")
+    out = tmp_path_factory.mktemp("out")
+    proc = locpipe("run", str(series), "--out", str(out), "--markets", "us,us-social", "--distributor", "acme")
+    return series, out, proc
+
+
+def _units(out: Path) -> list[dict]:
+    return json.loads((out / "manifest.json").read_text())["units"]
+
+
+@pytest.mark.parametrize("market", ["us", "us-social"])
+def test_sample_exports(sample_run, sample, market):
+    _series, out, _proc = sample_run
+    video = out / market / "ep001.mp4"
+    srt = out / market / "ep001.en.srt"
+    assert video.exists() and srt.exists() and (out / market / "ep001.en.vtt").exists()
+    info, source = probe(video), probe(sample)
+    assert (info.width, info.height) == (1080, 1920)
+    assert abs(info.duration - source.duration) <= 0.1
+    assert (info.video_codec, info.audio_codec, info.sample_rate) == ("h264", "aac", 48000)
+    text = srt.read_text(encoding="utf-8")
+    cues = [b for b in text.strip().split("\n\n") if b.strip()]
+    assert len(cues) >= 8
+    assert not CJK_RE.search(text)
+    target = load_market(DEFAULT_CONFIG_DIR, market).config.loudness
+    loud = measure_loudness(video)
+    assert abs(loud.integrated - target.integrated) <= 1.0
+    assert loud.true_peak <= target.true_peak + 0.5
+    qc = json.loads((out / market / "ep001.qc.json").read_text())
+    assert {c["name"] for c in qc["checks"]} >= {"resolution", "duration_match", "loudness", "cjk_leaks"}
+
+
+def test_manifest_records_units_backends_and_timings(sample_run):
+    _series, out, _ = sample_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    units = {u["market"]: u for u in manifest["units"]}
+    assert set(units) == {"us", "us-social"}
+    assert all(u["status"] == "ok" for u in units.values())
+    assert units["us"]["backends"]["synthesize"].startswith("piper")
+    assert "translate" in units["us"]["backends"]
+    stages = {s["stage"] for s in units["us"]["stages"]}
+    assert stages >= {"translate", "segment", "synthesize", "mix", "render", "qc"}
+    # one translation served both English markets
+    assert any(s["stage"] == "translate" and s["cached"] for s in units["us-social"]["stages"])
+    assert manifest["versions"]["faster-whisper"] != "missing"
+    assert not list(out.rglob(".*.tmp"))
+
+
+def test_rerun_of_unchanged_job_does_no_stage_work(sample_run):
+    series, out, _ = sample_run
+    before = {p: p.stat().st_mtime_ns for p in (out / "us").iterdir()}
+    locpipe("run", str(series), "--out", str(out), "--markets", "us,us-social", "--distributor", "acme")
+    manifest = json.loads((out / "manifest.json").read_text())
+    shared = manifest["episodes"][0]["shared_stages"]
+    work = [s for u in manifest["units"] for s in u["stages"]] + shared
+    assert work and all(s["cached"] for s in work), [s for s in work if not s["cached"]]
+
+
+def test_style_change_rerenders_without_retranscribing(sample_run, tmp_path):
+    series, out, _ = sample_run
+    cfg = tmp_path / "configs"
+    shutil.copytree(DEFAULT_CONFIG_DIR, cfg)
+    path = cfg / "markets" / "us-social.yaml"
+    path.write_text(path.read_text().replace("size: 54", "size: 50"))
+    locpipe("--config-dir", str(cfg), "run", str(series), "--out", str(out), "--markets", "us-social",
+            "--distributor", "acme")
+    manifest = json.loads((out / "manifest.json").read_text())
+    unit = next(u for u in manifest["units"] if u["market"] == "us-social")
+    cached = {s["stage"]: s["cached"] for s in unit["stages"]}
+    assert cached["translate"] and cached["segment"] and cached["mix"]
+    assert not cached["render"]
+    assert all(s["cached"] for s in manifest["episodes"][0]["shared_stages"])
+
+
+def test_bad_inputs_are_reported_and_the_good_episode_still_exported(tmp_path):
+    series = tmp_path / "series"
+    series.mkdir()
+    cut_sample(series / "ep002.mp4", 0.5, 9.0)
+    (series / "ep003.mp4").write_bytes(b"")
+    (series / "ep004.mp4").write_text("producer notes: re-cut ep004 next week\n" * 10)
+    data = (series / "ep002.mp4").read_bytes()
+    (series / "ep005.mp4").write_bytes(data[: len(data) // 2][:4096] + bytes(50_000))
+    make_clip(series / "ep006.mp4", audio=False)
+    (series / "ep007.mp4.part").write_bytes(b"still copying")
+    out = tmp_path / "out"
+    proc = locpipe("run", str(series), "--out", str(out), "--markets", "us-social,br", check_code=3)
+    units = {(u["episode"], u["market"]): u for u in _units(out)}
+    assert units[("ep002", "us-social")]["status"] == "ok"
+    assert (out / "us-social" / "ep002.mp4").exists()
+    reasons = {ep: units[(ep, "us-social")]["error"] for ep in ("ep003", "ep004", "ep005", "ep006")}
+    assert "empty (0 bytes)" in reasons["ep003"]
+    assert "text file" in reasons["ep004"]
+    assert "corrupt or truncated" in reasons["ep005"]
+    assert "no audio stream" in reasons["ep006"]
+    for ep, reason in reasons.items():
+        assert f"{ep}.mp4" in reason
+        assert ep in proc.stdout  # the summary table names each failure
+    assert all(u["failed_stage"] == "ingest" for (ep, _m), u in units.items() if ep != "ep002")
+    # Portuguese has no offline backend here: that market fails alone, clearly
+    br = units[("ep002", "br")]
+    assert br["status"] == "failed" and br["failed_stage"] == "translate"
+    assert "no translation backend available for zh->pt-BR" in br["error"]
+    assert "DEEPL_API_KEY" in br["error"]
+    assert ("ep007", "us-social") not in units  # a file still being copied is not an episode
+    leftovers = [p for p in out.rglob("*") if p.is_file() and ".locpipe-work" not in p.parts]
+    assert sorted(p.name for p in leftovers) == sorted(
+        ["ep002.mp4", "ep002.en.srt", "ep002.en.vtt", "ep002.qc.json", "manifest.json"])
+
+
+def test_configuration_error_exits_2_before_any_work(tmp_path):
+    proc = locpipe("run", str(ROOT / "samples"), "--out", str(tmp_path / "o"), "--markets", "us,atlantis",
+                   check_code=2)
+    assert "atlantis" in proc.stderr
+    assert not (tmp_path / "o").exists()
