@@ -66,7 +66,8 @@ def test_offline_english_translation_of_the_sample(sample_audio, backend):
         ("陆总，您找我？", 0.1, -0.3, 1.2, False),
         ("请不吝点赞 订阅 转发", 0.2, -0.4, 1.3, True),
         ("谢谢谢谢谢谢谢谢谢谢谢谢", 0.1, -0.3, 3.1, True),
-        ("嗯", 0.8, -0.9, 1.0, True),
+        ("嗯", 0.8, -1.1, 1.0, True),
+        ("好 三天后 我要真相", 0.67, -0.84, 1.1, False),  # real dialogue over music in the sample
         ("他说什么", 0.1, -1.5, 1.1, True),
     ],
 )
