@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--asr-model", help="ASR model path or name (default: packaged Whisper base)")
     run.add_argument("--shard", type=_shard, help="process only shard I of N (array jobs), e.g. 0/4")
 
+    tr = sub.add_parser("transcribe", help="source-language cues of one episode (SRT and JSON)")
+    tr.add_argument("episode", type=Path)
+    tr.add_argument("--out", type=Path, help="SRT path (default EPISODE.transcript.zh.srt beside the video)")
+    tr.add_argument("--json", type=Path, help="also write the cues with words, confidence and source as JSON")
+    tr.add_argument("--asr", default="faster-whisper", help="ASR backend")
+    tr.add_argument("--model", help="ASR model path or name (default: packaged Whisper base)")
+    tr.add_argument("--work", type=Path, help="stage cache folder (default: the asset cache)")
+
     sub.add_parser("markets", help="list configured markets")
     models = sub.add_parser("models", help="prepare packaged model assets")
     models.add_argument("action", choices=["prepare"])
@@ -69,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(args.log_level, args.log_format)
     try:
-        return {"run": cmd_run, "markets": cmd_markets, "models": cmd_models}[args.command](args)
+        commands = {"run": cmd_run, "transcribe": cmd_transcribe, "markets": cmd_markets, "models": cmd_models}
+        return commands[args.command](args)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return ExitCode.CONFIG_ERROR
@@ -108,6 +117,29 @@ def cmd_models(args) -> int:
     return ExitCode.OK
 
 
+def cmd_transcribe(args) -> int:
+    from locpipe.assets import cache_dir
+    from locpipe.backends.asr.base import ASROptions
+    from locpipe.core.pipeline import EpisodeJob, RunSettings
+    from locpipe.core.store import atomic_write_text
+    from locpipe.stages.segment import write_srt
+    from locpipe.artifacts import SubtitleEvent
+
+    work = (args.work or cache_dir() / "work").resolve()
+    settings = RunSettings(out_dir=work, work_dir=work, markets=(), asr_backend=args.asr,
+                           asr=ASROptions(model=args.model))
+    transcript = EpisodeJob(args.episode, settings).transcript()
+    srt = args.out or args.episode.with_name(args.episode.stem + ".transcript.zh.srt")
+    events = [SubtitleEvent(start=c.start, end=c.end, lines=[c.text], cue_index=c.index) for c in transcript.cues]
+    tmp = srt.with_name(f".{srt.name}.tmp")
+    write_srt(events, tmp)
+    tmp.replace(srt)
+    if args.json:
+        atomic_write_text(args.json, transcript.model_dump_json(indent=1))
+    log.info("%d cues from %s -> %s", len(transcript.cues), transcript.backend, srt)
+    return ExitCode.OK
+
+
 def cmd_run(args) -> int:
     from locpipe.backends.asr.base import ASROptions
     from locpipe.config import load_markets
@@ -123,6 +155,7 @@ def cmd_run(args) -> int:
     if not episodes:
         log.error("no episode files found in %s", ", ".join(map(str, args.inputs)))
         return ExitCode.CONFIG_ERROR
+    _check_unique_names(episodes, episode_name)
     out = args.out.resolve()
     settings = RunSettings(out_dir=out, work_dir=(args.work or out / ".locpipe-work").resolve(),
                            markets=tuple(markets), distributor=args.distributor, asr_backend=args.asr,
@@ -132,12 +165,26 @@ def cmd_run(args) -> int:
     with ProgressBoard([episode_name(p) for p in episodes], [m.code for m in markets], console) as board:
         reports = run_batch(episodes, settings, jobs=args.jobs, progress=board)
     manifest = write_manifest(out, reports, settings, started)
-    Console().print(summary_table(reports))
+    stdout = Console()
+    if not stdout.is_terminal:  # logs and CI: wide enough that paths and reasons stay readable
+        stdout = Console(width=200)
+    stdout.print(summary_table(reports))
     units = [u for r in reports for u in r.units]
     failed = [u for u in units if u.status != "ok"]
     log.info("%d/%d units ok in %.1fs; manifest: %s", len(units) - len(failed), len(units),
              time.perf_counter() - started, manifest)
     return ExitCode.UNITS_FAILED if failed else ExitCode.OK
+
+
+def _check_unique_names(episodes: list[Path], name_of) -> None:
+    """Two inputs that would export under one name would overwrite each other: refuse."""
+    seen: dict[str, Path] = {}
+    for path in episodes:
+        name = name_of(path)
+        if name in seen:
+            raise ConfigError(path, "", f"exports as {name!r}, like {seen[name]}: rename one of them "
+                                        "or run the two series into different --out folders")
+        seen[name] = path
 
 
 if __name__ == "__main__":

@@ -73,3 +73,29 @@ def test_offline_english_translation_of_the_sample(sample_audio, backend):
 )
 def test_hallucination_guards(text, no_speech, logprob, ratio, dropped):
     assert (guard_reason(text, no_speech, logprob, ratio) is not None) == dropped
+
+
+def test_sidecar_script_is_the_source_text_and_asr_refines_timing(sample, tmp_path):
+    import shutil
+
+    from conftest import ROOT
+    from locpipe.cli import main
+
+    video = tmp_path / "ep001.mp4"
+    shutil.copy(sample, video)
+    script = (ROOT / "samples" / "reference" / "ep001.zh.srt").read_text(encoding="utf-8")
+    # a hand-timed script, 0.25 s late everywhere
+    import pysubs2
+
+    subs = pysubs2.SSAFile.from_string(script)
+    subs.shift(ms=250)
+    (tmp_path / "ep001.zh.srt").write_text(subs.to_string("srt"), encoding="utf-8")
+    out_json = tmp_path / "t.json"
+    assert main(["transcribe", str(video), "--json", str(out_json), "--work", str(tmp_path / "w")]) == 0
+    transcript = json.loads(out_json.read_text())
+    reference = json.loads(SAMPLE_SCRIPT.read_text(encoding="utf-8"))["lines"]
+    assert [c["text"] for c in transcript["cues"]] == [line["text"] for line in reference]
+    assert {c["source"] for c in transcript["cues"]} == {"sidecar"}
+    errors = [abs(c["start"] - line["start"]) for c, line in zip(transcript["cues"], reference)]
+    assert sum(errors) / len(errors) < 0.1  # moved back onto the real speech onsets
+    assert (tmp_path / "ep001.transcript.zh.srt").exists()

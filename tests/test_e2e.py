@@ -132,7 +132,9 @@ def test_bad_inputs_are_reported_and_the_good_episode_still_exported(tmp_path):
     make_clip(series / "ep006.mp4", audio=False)
     (series / "ep007.mp4.part").write_bytes(b"still copying")
     out = tmp_path / "out"
-    proc = locpipe("run", str(series), "--out", str(out), "--markets", "us-social,br", check_code=3)
+    # two worker processes: failures in one never stop the other
+    proc = locpipe("run", str(series), "--out", str(out), "--markets", "us-social,br", "--jobs", "2",
+                   check_code=3)
     units = {(u["episode"], u["market"]): u for u in _units(out)}
     assert units[("ep002", "us-social")]["status"] == "ok"
     assert (out / "us-social" / "ep002.mp4").exists()

@@ -63,3 +63,29 @@ def test_rotation_metadata_swaps_display_size(tmp_path):
     assert (info.width, info.height) == (640, 360)
     assert info.rotation in (90, 270)
     assert (info.display_width, info.display_height) == (360, 640)
+
+
+def test_discovery_orders_naturally_skips_partial_copies_and_shards_deterministically(tmp_path):
+    from locpipe.core.batch import discover_episodes, select_shard
+
+    for name in ("ep10.mp4", "ep2.mp4", "ep1.MOV", ".ep3.mp4", "ep4.mp4.part", "notes.txt", "ep5.tmp"):
+        (tmp_path / name).write_bytes(b"x")
+    found = [p.name for p in discover_episodes([tmp_path])]
+    assert found == ["ep1.MOV", "ep2.mp4", "ep10.mp4"]
+    eps = discover_episodes([tmp_path])
+    shards = [select_shard(eps, (i, 2)) for i in range(2)]
+    assert sorted(p.name for s in shards for p in s) == sorted(found)
+    assert shards == [select_shard(eps, (i, 2)) for i in range(2)]
+    with pytest.raises(InputError, match="no such file"):
+        discover_episodes([tmp_path / "missing"])
+
+
+def test_two_inputs_with_one_export_name_are_refused(tmp_path):
+    from locpipe.cli import main
+
+    for d in ("s1", "s2"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "ep001.mp4").write_bytes(b"x")
+    code = main(["run", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "o"),
+                 "--markets", "us"])
+    assert code == 2 and not (tmp_path / "o").exists()

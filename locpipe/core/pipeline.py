@@ -184,10 +184,20 @@ class EpisodeJob:
 
     def _transcribe(self, store, ing: IngestResult, ing_dir: Path, ing_key: str):
         backend = self._asr_backend()
+        sidecar = transcribe.find_sidecar(self.path)
         parts = {"ingest": ing_key, "backend": backend.name, "version": backend.version,
-                 "options": self.settings.asr.__dict__}
+                 "options": self.settings.asr.__dict__, "sidecar": transcribe.sidecar_digest(self.path)}
         return self._stage(store, "", "transcribe", parts, Transcript,
-                           lambda d: transcribe.transcribe_audio(ing_dir / ing.audio_16k, backend))
+                           lambda d: transcribe.transcribe_audio(ing_dir / ing.audio_16k, backend, sidecar=sidecar))
+
+    def transcript(self) -> Transcript:
+        """Only the shared stages (ingest, transcribe): for `locpipe transcribe`."""
+        store = ArtifactStore(self.settings.work_dir)
+        info = self._probe(store)
+        self._sha = info.sha256
+        ing, ing_dir, ing_key = self._stage(store, "", "ingest", {"sha256": info.sha256}, IngestResult,
+                                            lambda d: ingest.extract_audio(info, d))
+        return self._transcribe(store, ing, ing_dir, ing_key)[0]
 
     def _run_market(self, market: Market, info: MediaInfo, shared: dict) -> UnitReport:
         started = time.perf_counter()

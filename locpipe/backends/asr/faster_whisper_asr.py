@@ -157,6 +157,17 @@ class FasterWhisperASR(ASRBackend):
         return cues, dropped
 
 
+def speech_regions(wav: Path, *, min_silence: float = 0.2) -> list[tuple[float, float]]:
+    """Speech (start, end) seconds from the silero VAD bundled with faster-whisper."""
+    from faster_whisper.audio import decode_audio
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    audio = decode_audio(str(wav), sampling_rate=SAMPLE_RATE)
+    stamps = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=int(min_silence * 1000),
+                                                     speech_pad_ms=30))
+    return [(t["start"] / SAMPLE_RATE, t["end"] / SAMPLE_RATE) for t in stamps]
+
+
 def _offline() -> bool:
     import os
 
