@@ -5,7 +5,9 @@
 
 Material: the bundled sample episode(s) (reference script in samples/reference/) and the
 Mandarin clips shipped in pytest-audioeval (synthetic speech with transcripts). Modes:
-``asr`` (recognition only), ``sidecar`` (the script beside the video; timing from VAD).
+``asr`` (recognition only), ``ocr`` (burned-in subtitles read with the packaged PP-OCR models,
+fused with recognition; the RTF includes OCR), ``sidecar`` (the script beside the video;
+timing from VAD).
 CER ignores punctuation and spaces; RTF = stage seconds / audio seconds on this machine.
 """
 
@@ -50,9 +52,15 @@ def wav_seconds(path: Path) -> float:
     return len(decode_audio(str(path), sampling_rate=16000)) / 16000
 
 
-def run_mode(backend, name: str, audio: Path, reference: str, mode: str, sidecar: Path | None) -> dict:
+def run_mode(backend, name: str, audio: Path, reference: str, mode: str, sidecar: Path | None,
+             video=None) -> dict:
     started = time.perf_counter()
-    transcript = transcribe_audio(audio, backend, sidecar=sidecar)
+    onscreen = None
+    if mode == "ocr":
+        from locpipe.stages.source_subs import detect_source_subtitles
+
+        onscreen = detect_source_subtitles(video)
+    transcript = transcribe_audio(audio, backend, sidecar=sidecar, onscreen=onscreen)
     seconds = time.perf_counter() - started
     hyp = "".join(c.text for c in transcript.cues)
     return {"item": name, "mode": mode, "cer": cer(reference, hyp), "rtf": seconds / wav_seconds(audio),
@@ -66,8 +74,10 @@ def main() -> None:
         for name, video, ref in episodes():
             folder = Path(tmp) / name
             folder.mkdir()
-            audio = folder / ingest.extract_audio(ingest.probe_episode(video), folder).audio_16k
+            info = ingest.probe_episode(video)
+            audio = folder / ingest.extract_audio(info, folder).audio_16k
             rows.append(run_mode(backend, name, audio, ref, "asr", None))
+            rows.append(run_mode(backend, name, audio, ref, "ocr", None, video=info))
             srt = ROOT / "samples" / "reference" / f"{name}.zh.srt"
             if srt.exists():
                 rows.append(run_mode(backend, name, audio, ref, "sidecar", srt))

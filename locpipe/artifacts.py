@@ -162,3 +162,32 @@ class QCReport(Artifact):
     market: str
     passed: bool
     checks: list[QCCheck] = Field(default_factory=list)
+
+
+class OnScreenText(Artifact):
+    """One burned-in source subtitle while it is on screen (seconds, source timeline)."""
+
+    start: float
+    end: float
+    #: the recognized line(s), top to bottom joined by a newline: the exact source script
+    text: str
+    #: mean OCR recognition score of the readings that chose this text (0..1)
+    confidence: float = 1.0
+
+
+class SourceSubtitles(Artifact):
+    """Where and when the source episode shows burned-in subtitles.
+
+    ``band`` is (x, y, w, h) in pixels of the picture as ffmpeg's autorotating decoder
+    delivers it: display orientation, before any scaling (``frame_width`` x
+    ``frame_height``); padded to cover outline and shadow. None when nothing was found.
+    """
+
+    found: bool
+    band: tuple[int, int, int, int] | None = None
+    frame_width: int
+    frame_height: int
+    intervals: list[OnScreenText] = []
+    sample_fps: float
+    backend: str = "rapidocr-onnxruntime"
+    model: str = ""

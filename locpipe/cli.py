@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--asr", default="faster-whisper", help="ASR backend")
     run.add_argument("--asr-model", help="ASR model path or name (default: packaged Whisper base)")
     run.add_argument("--shard", type=_shard, help="process only shard I of N (array jobs), e.g. 0/4")
+    run.add_argument("--no-ocr", action="store_true", help="do not read or mask burned-in source subtitles")
 
     tr = sub.add_parser("transcribe", help="source-language cues of one episode (SRT and JSON)")
     tr.add_argument("episode", type=Path)
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--asr", default="faster-whisper", help="ASR backend")
     tr.add_argument("--model", help="ASR model path or name (default: packaged Whisper base)")
     tr.add_argument("--work", type=Path, help="stage cache folder (default: the asset cache)")
+    tr.add_argument("--no-ocr", action="store_true", help="ASR only: ignore burned-in subtitles")
 
     sub.add_parser("markets", help="list configured markets")
     models = sub.add_parser("models", help="prepare packaged model assets")
@@ -127,7 +129,7 @@ def cmd_transcribe(args) -> int:
 
     work = (args.work or cache_dir() / "work").resolve()
     settings = RunSettings(out_dir=work, work_dir=work, markets=(), asr_backend=args.asr,
-                           asr=ASROptions(model=args.model))
+                           asr=ASROptions(model=args.model), ocr=not args.no_ocr)
     transcript = EpisodeJob(args.episode, settings).transcript()
     srt = args.out or args.episode.with_name(args.episode.stem + ".transcript.zh.srt")
     events = [SubtitleEvent(start=c.start, end=c.end, lines=[c.text], cue_index=c.index) for c in transcript.cues]
@@ -159,7 +161,7 @@ def cmd_run(args) -> int:
     out = args.out.resolve()
     settings = RunSettings(out_dir=out, work_dir=(args.work or out / ".locpipe-work").resolve(),
                            markets=tuple(markets), distributor=args.distributor, asr_backend=args.asr,
-                           asr=ASROptions(model=args.asr_model))
+                           asr=ASROptions(model=args.asr_model), ocr=not args.no_ocr)
     log.info("%d episode(s) x %d market(s) -> %s", len(episodes), len(markets), out)
     console = Console(stderr=True)
     with ProgressBoard([episode_name(p) for p in episodes], [m.code for m in markets], console) as board:

@@ -99,3 +99,19 @@ def test_sidecar_script_is_the_source_text_and_asr_refines_timing(sample, tmp_pa
     errors = [abs(c["start"] - line["start"]) for c, line in zip(transcript["cues"], reference)]
     assert sum(errors) / len(errors) < 0.1  # moved back onto the real speech onsets
     assert (tmp_path / "ep001.transcript.zh.srt").exists()
+
+
+def test_fusion_prefers_on_screen_text_keeps_off_screen_speech_and_flags_disagreement():
+    from locpipe.artifacts import Cue
+    from locpipe.stages.transcribe import fuse
+
+    ocr = [Cue(index=0, start=1.0, end=3.0, text="陆总，您找我？", source="ocr"),
+           Cue(index=1, start=4.0, end=6.0, text="证据就在这里", source="ocr")]
+    asr = [Cue(index=0, start=1.1, end=2.9, text="路总,您找我?"),
+           Cue(index=1, start=4.1, end=5.8, text="今天天气很好"),
+           Cue(index=2, start=8.0, end=9.0, text="门外有人")]  # heard, never shown
+    fused = fuse(ocr, asr)
+    assert [c.text for c in fused] == ["陆总，您找我？", "证据就在这里", "门外有人"]
+    assert [c.source for c in fused] == ["ocr", "ocr", "asr"]
+    assert "ocr-asr-disagree" in fused[1].flags and fused[1].confidence <= 0.4
+    assert fused[0].flags == [] and "off-screen" in fused[2].flags

@@ -27,6 +27,7 @@ from locpipe.artifacts import (
     MixResult,
     QCReport,
     RenderResult,
+    SourceSubtitles,
     SubtitleTrack,
     Transcript,
     Translation,
@@ -43,7 +44,7 @@ from locpipe.stages import ingest, qc, segment, transcribe, translate
 log = logging.getLogger(__name__)
 
 #: bump a stage's version when its code changes what it produces: invalidates its cache
-STAGE_VERSIONS = {"ingest": 1, "transcribe": 1, "translate": 1, "segment": 1, "synthesize": 1, "mix": 1,
+STAGE_VERSIONS = {"ingest": 1, "source_subs": 1, "transcribe": 2, "translate": 1, "segment": 1, "synthesize": 1, "mix": 1,
                   "render": 1, "qc": 1}
 MARKET_STAGES = ("translate", "segment", "synthesize", "mix", "render", "qc", "export")
 
@@ -61,6 +62,8 @@ class RunSettings:
     distributor: str = "internal"
     asr_backend: str = "faster-whisper"
     asr: ASROptions = ASROptions()
+    #: read burned-in source subtitles (text for the transcript, region for the render mask)
+    ocr: bool = True
 
 
 @dataclass
@@ -147,8 +150,10 @@ class EpisodeJob:
             report.sha256, report.duration = info.sha256, info.duration
             ing, ing_dir, ing_key = self._stage(store, "", "ingest", {"sha256": info.sha256}, IngestResult,
                                                 lambda d: ingest.extract_audio(info, d))
+            stage = "source_subs"
+            onscreen, ocr_key = self._source_subs(store, info)
             stage = "transcribe"
-            tr, _tr_dir, tr_key = self._transcribe(store, ing, ing_dir, ing_key)
+            tr, _tr_dir, tr_key = self._transcribe(store, ing, ing_dir, ing_key, onscreen, ocr_key)
         except Exception as exc:  # the episode is unusable: every market fails with the same reason
             self.progress(self.name, "", stage, "failed")
             msg = _describe(exc)
@@ -158,7 +163,7 @@ class EpisodeJob:
             report.shared_stages = _records(store.records)
             return report
         report.shared_stages = _records(store.records)
-        shared = {"ingest": (ing, ing_dir, ing_key), "transcribe": (tr, tr_key)}
+        shared = {"ingest": (ing, ing_dir, ing_key), "transcribe": (tr, tr_key), "source_subs": (onscreen, ocr_key)}
         for market in self.settings.markets:
             report.units.append(self._run_market(market, info, shared))
         return report
@@ -182,22 +187,42 @@ class EpisodeJob:
             self._asr = get_asr_backend(self.settings.asr_backend, self.settings.asr)
         return self._asr
 
-    def _transcribe(self, store, ing: IngestResult, ing_dir: Path, ing_key: str):
+    def _source_subs(self, store, info: MediaInfo) -> tuple[SourceSubtitles | None, str | None]:
+        """Burned-in source subtitles, or (None, None) when OCR is off or cannot run here."""
+        if not self.settings.ocr:
+            return None, None
+        try:
+            from locpipe.stages import source_subs
+        except ImportError as exc:  # OCR is an optional capability: the episode goes on without it
+            log.warning("burned-in subtitle OCR unavailable (%s): pip install rapidocr-onnxruntime", exc)
+            return None, None
+        opts = source_subs.SourceSubsOptions(threads=self.settings.asr.threads)
+        parts = {"sha256": info.sha256, "options": opts.model_dump(exclude={"threads"}),
+                 "backend": source_subs.BACKEND, "model": source_subs.MODEL}
+        model, _d, key = self._stage(store, "", "source_subs", parts, SourceSubtitles,
+                                     lambda d: source_subs.detect_source_subtitles(info, opts))
+        return model, key
+
+    def _transcribe(self, store, ing: IngestResult, ing_dir: Path, ing_key: str,
+                    onscreen: SourceSubtitles | None, ocr_key: str | None):
         backend = self._asr_backend()
         sidecar = transcribe.find_sidecar(self.path)
         parts = {"ingest": ing_key, "backend": backend.name, "version": backend.version,
-                 "options": self.settings.asr.__dict__, "sidecar": transcribe.sidecar_digest(self.path)}
+                 "options": self.settings.asr.__dict__, "sidecar": transcribe.sidecar_digest(self.path),
+                 "source_subs": ocr_key}
         return self._stage(store, "", "transcribe", parts, Transcript,
-                           lambda d: transcribe.transcribe_audio(ing_dir / ing.audio_16k, backend, sidecar=sidecar))
+                           lambda d: transcribe.transcribe_audio(ing_dir / ing.audio_16k, backend, sidecar=sidecar,
+                                                                 onscreen=onscreen))
 
     def transcript(self) -> Transcript:
-        """Only the shared stages (ingest, transcribe): for `locpipe transcribe`."""
+        """Only the shared stages (ingest, OCR, transcribe): for `locpipe transcribe`."""
         store = ArtifactStore(self.settings.work_dir)
         info = self._probe(store)
         self._sha = info.sha256
         ing, ing_dir, ing_key = self._stage(store, "", "ingest", {"sha256": info.sha256}, IngestResult,
                                             lambda d: ingest.extract_audio(info, d))
-        return self._transcribe(store, ing, ing_dir, ing_key)[0]
+        onscreen, ocr_key = self._source_subs(store, info)
+        return self._transcribe(store, ing, ing_dir, ing_key, onscreen, ocr_key)[0]
 
     def _run_market(self, market: Market, info: MediaInfo, shared: dict) -> UnitReport:
         started = time.perf_counter()
@@ -218,7 +243,7 @@ class EpisodeJob:
                 mix, mix_dir, mix_key = self._mix(store, market, info, dub, dub_dir, dub_key, shared)
                 stage = "render"
                 result, render_dir, render_key = self._render(store, market, info, track, track_dir, seg_key,
-                                                              mix, mix_dir, mix_key, unit)
+                                                              mix, mix_dir, mix_key, unit, shared["source_subs"])
                 stage = "qc"
                 report, _qc_dir, _ = self._stage(
                     store, market.code, "qc", {"render": render_key}, QCReport,
@@ -287,7 +312,7 @@ class EpisodeJob:
                            lambda d: mix_audio(Path(info.path), dub, dub_dir, market, info.duration, d))
 
     def _render(self, store, market: Market, info: MediaInfo, track, track_dir, seg_key, mix, mix_dir, mix_key,
-                unit: UnitReport):
+                unit: UnitReport, source_subs: tuple[SourceSubtitles | None, str | None]):
         from locpipe.media.ffmpeg import ffmpeg_version
         from locpipe.stages.render import render_export
 
@@ -295,11 +320,12 @@ class EpisodeJob:
         c = market.config
         parts = {"source": info.sha256, "segment": seg_key, "mix": mix_key, "profile": market.profile.model_dump(),
                  "style": c.subtitles.model_dump(), "watermark": c.watermark.model_dump(),
-                 "distributor": self.settings.distributor, "export_id": unit.export_id}
+                 "distributor": self.settings.distributor, "export_id": unit.export_id,
+                 "source_subs": source_subs[1]}
         return self._stage(store, market.code, "render", parts, RenderResult,
                            lambda d: render_export(info, mix_dir / mix.wav, track, track_dir, market,
                                                    episode=self.name, distributor=self.settings.distributor,
-                                                   export_id=unit.export_id, out_dir=d))
+                                                   export_id=unit.export_id, out_dir=d, source_subs=source_subs[0]))
 
     def _export(self, market: Market, result: RenderResult, render_dir: Path, track: SubtitleTrack,
                 report: QCReport) -> dict[str, str]:

@@ -16,7 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
-from locpipe.artifacts import MediaInfo, RenderResult, SubtitleTrack
+from locpipe.artifacts import MediaInfo, RenderResult, SourceSubtitles, SubtitleTrack
 from locpipe.assets import font_env
 from locpipe.config import Market, RenderProfile
 from locpipe.media.ass import build_ass, write_ass
@@ -36,6 +36,10 @@ BLUR_RADIUS = 12
 MATRICES = {1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020nc"}
 #: everything delivered is tagged BT.709 (and converted to it where the source is not)
 BT709_TAGS = "range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709"
+#: the source-subtitle mask: a Gaussian blur this strong leaves 40-50 px CJK glyphs as
+#: soft smudges, and a slight darkening keeps our white subtitles readable over it
+MASK_SIGMA = 24
+MASK_DARKEN = -0.12
 ASS_NAME = "burn.ass"
 VIDEO_NAME = "export.mp4"
 
@@ -114,15 +118,74 @@ def reframe_graph(profile: RenderProfile, dw: int, dh: int, src: str, out: str, 
     )
 
 
-def video_graph(source: MediaInfo, profile: RenderProfile, ass_path: Path, *, matrix: str = "bt709") -> str:
-    """Source video -> [v]: rate, reframe, BT.709 tags, burned ASS, 4:2:0.
+def mask_windows(source_subs: SourceSubtitles, *, duration: float) -> list[tuple[float, float]]:
+    """Times to mask: the detected intervals widened by half a sample period more (they
+    are centred estimates, good to +-half a period; blurring a moment too long costs
+    nothing, a flash of Chinese text does), merged where they touch."""
+    guard = 0.5 / source_subs.sample_fps
+    spans = sorted((max(0.0, iv.start - guard), min(duration, iv.end + guard)) for iv in source_subs.intervals)
+    merged: list[tuple[float, float]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def enable_expr(windows: list[tuple[float, float]]) -> str:
+    """A timeline ``enable`` expression true inside any window: ``between(t,a,b)+...``.
+    (Escaped by the caller: it is full of commas.)"""
+    return "+".join(f"between(t,{a:.3f},{b:.3f})" for a, b in windows)
+
+
+def mask_rect(source_subs: SourceSubtitles, source: MediaInfo) -> tuple[int, int, int, int]:
+    """The band in the decoded (autorotated, unscaled) picture of ``source``, even-aligned
+    outwards (4:2:0 chroma) and clipped to the frame.
+
+    Detection may have run on another rendition of the episode (a proxy): the rect is
+    scaled from its frame size to this source's.
+    """
+    fw, fh = (source.height, source.width) if source.rotation in (90, 270) else (source.width, source.height)
+    x, y, w, h = source_subs.band
+    kx, ky = fw / source_subs.frame_width, fh / source_subs.frame_height
+    x0, y0 = int(x * kx) // 2 * 2, int(y * ky) // 2 * 2
+    x1 = min(fw, -(-int(round((x + w) * kx)) // 2) * 2)
+    y1 = min(fh, -(-int(round((y + h) * ky)) // 2) * 2)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def mask_graph(source_subs: SourceSubtitles, source: MediaInfo, src: str, out: str) -> str | None:
+    """Filtergraph from ``src`` to ``out`` blurring the source-subtitle band while text is
+    on screen; None when there is nothing to mask.
+
+    Applied before reframing, in source coordinates: the band then lines up whatever the
+    reframe does. The blurred copy of the band is always computed (a small crop) and
+    overlaid only inside the windows.
+    """
+    if not source_subs.found or not source_subs.band or not source_subs.intervals:
+        return None
+    x, y, w, h = mask_rect(source_subs, source)
+    if w < 4 or h < 4:
+        return None
+    enable = escape_filter_value(enable_expr(mask_windows(source_subs, duration=source.duration)))
+    return (f"[{src}]split=2[msrc][mband];"
+            f"[mband]crop={w}:{h}:{x}:{y},gblur=sigma={MASK_SIGMA}:steps=3,eq=brightness={MASK_DARKEN}[mblur];"
+            f"[msrc][mblur]overlay={x}:{y}:enable={enable}[{out}]")
+
+
+def video_graph(source: MediaInfo, profile: RenderProfile, ass_path: Path, *, matrix: str = "bt709",
+                source_subs: SourceSubtitles | None = None) -> str:
+    """Source video -> [v]: source-subtitle mask, rate, reframe, BT.709 tags, burned ASS, 4:2:0.
 
     The tags are set on the frames, not only as encoder options: ffmpeg takes primaries
     and transfer from the frames and would write "unknown" for an untagged source.
     """
     fps = output_fps(profile, source.fps)
-    head = f"[0:v:0]fps={fps:g}[vf];" if fps else ""
-    src = "vf" if fps else "0:v:0"
+    mask = mask_graph(source_subs, source, "0:v:0", "vm") if source_subs else None
+    first = "vm" if mask else "0:v:0"
+    head = (f"{mask};" if mask else "") + (f"[{first}]fps={fps:g}[vf];" if fps else "")
+    src = "vf" if fps else first
     reframe = reframe_graph(profile, source.display_width, source.display_height, src, "vr", matrix=matrix)
     burn = f"ass=filename={escape_filter_value(str(ass_path))}"
     return f"{head}{reframe};[vr]setparams={BT709_TAGS},{burn},format=yuv420p[v]"
@@ -136,11 +199,12 @@ def audio_graph(sample_rate: int) -> str:
 
 
 def ffmpeg_args(source: MediaInfo, audio_wav: Path, ass_path: Path, profile: RenderProfile,
-                out_path: Path, *, matrix: str = "bt709") -> list[str]:
+                out_path: Path, *, matrix: str = "bt709", source_subs: SourceSubtitles | None = None) -> list[str]:
     """The full ffmpeg argument list (binary and global flags are added by run_ffmpeg)."""
     fps = output_fps(profile, source.fps) or source.fps
     gop = str(gop_frames(fps))
-    graph = f"{video_graph(source, profile, ass_path, matrix=matrix)};{audio_graph(profile.audio_sample_rate)}"
+    video = video_graph(source, profile, ass_path, matrix=matrix, source_subs=source_subs)
+    graph = f"{video};{audio_graph(profile.audio_sample_rate)}"
     return [
         "-autorotate", "-i", source.path,
         "-i", str(audio_wav),
@@ -163,8 +227,12 @@ def ffmpeg_args(source: MediaInfo, audio_wav: Path, ass_path: Path, profile: Ren
 
 
 def render_export(source: MediaInfo, audio_wav: Path, track: SubtitleTrack, track_dir: Path, market: Market, *,
-                  episode: str, distributor: str, export_id: str, out_dir: Path) -> RenderResult:
+                  episode: str, distributor: str, export_id: str, out_dir: Path,
+                  source_subs: SourceSubtitles | None = None) -> RenderResult:
     """Render one market's export into ``out_dir`` (export.mp4, export.srt/.vtt, burn.ass).
+
+    With ``source_subs`` (see stages.source_subs) the source's burned-in subtitles are
+    blurred while they show, so our subtitles do not land on top of readable Chinese.
 
     The MP4 is written under a temporary name and renamed when complete, so a killed run
     never leaves a truncated ``export.mp4`` that looks finished.
@@ -178,7 +246,7 @@ def render_export(source: MediaInfo, audio_wav: Path, track: SubtitleTrack, trac
     final = out_dir / VIDEO_NAME
     partial = out_dir / f".{VIDEO_NAME}.{os.getpid()}.partial"
     matrix = input_matrix(tagged_matrix(Path(source.path)), source.width, source.height)
-    args = ffmpeg_args(source, audio_wav, ass_path, profile, partial, matrix=matrix)
+    args = ffmpeg_args(source, audio_wav, ass_path, profile, partial, matrix=matrix, source_subs=source_subs)
     log.info("rendering %s for %s (%s, %dx%d)", episode, market.code, profile.reframe, profile.width, profile.height)
     t0 = time.monotonic()
     try:

@@ -14,7 +14,7 @@ import logging
 import re
 from pathlib import Path
 
-from locpipe.artifacts import Cue, Transcript
+from locpipe.artifacts import Cue, SourceSubtitles, Transcript
 from locpipe.backends.asr.base import ASRBackend
 from locpipe.errors import InputError
 
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 SIDECAR_SUFFIXES = (".zh.srt", ".zh-CN.srt", ".zh.ass", ".srt", ".ass", ".ssa", ".vtt")
 #: how far a sidecar boundary may move to meet a recognized word boundary
 SNAP_WINDOW = 0.4
+#: OCR and ASR texts further apart than this (character error rate) are flagged
+DISAGREEMENT = 0.5
 
 
 def renumber(cues: list[Cue]) -> list[Cue]:
@@ -89,11 +91,50 @@ def snap_to_speech(cues: list[Cue], starts: list[float], ends: list[float], wind
     return out
 
 
-def transcribe_audio(audio_16k: Path, backend: ASRBackend, *, language: str = "zh",
-                     sidecar: Path | None = None) -> Transcript:
-    if sidecar is not None:
-        from locpipe.backends.asr.faster_whisper_asr import speech_regions
+def _overlap(a: Cue, b: Cue) -> float:
+    return min(a.end, b.end) - max(a.start, b.start)
 
+
+def fuse(ocr: list[Cue], asr: list[Cue]) -> list[Cue]:
+    """On-screen text wins; speech never shown on screen (off-screen dialogue) comes from ASR.
+
+    Each OCR cue takes the word timings of the ASR cues it overlaps; when the two texts
+    disagree strongly the cue keeps the OCR text but gets a low confidence and a flag.
+    """
+    from locpipe.metrics import cer
+
+    fused: list[Cue] = []
+    used: set[int] = set()
+    for cue in ocr:
+        heard = [i for i, a in enumerate(asr) if _overlap(cue, a) > 0.3 * min(a.end - a.start, 1.0)]
+        used.update(heard)
+        asr_text = "".join(asr[i].text for i in heard)
+        words = [w for i in heard for w in asr[i].words if cue.start - 0.5 <= w.start <= cue.end + 0.5]
+        update: dict = {"words": words}
+        if asr_text and cer(cue.text, asr_text) > DISAGREEMENT:
+            update.update(confidence=round(min(cue.confidence, 0.4), 3), flags=[*cue.flags, "ocr-asr-disagree"])
+        elif not asr_text:
+            update.update(flags=[*cue.flags, "not-heard"])
+        fused.append(cue.model_copy(update=update))
+    fused += [a.model_copy(update={"flags": [*a.flags, "off-screen"]}) for i, a in enumerate(asr) if i not in used]
+    return renumber(fused)
+
+
+def ocr_cues(onscreen: SourceSubtitles) -> list[Cue]:
+    return [Cue(index=i, start=iv.start, end=iv.end, text=re.sub(r"\s+", "", iv.text), source="ocr",
+                confidence=round(iv.confidence, 3)) for i, iv in enumerate(onscreen.intervals) if iv.text.strip()]
+
+
+def transcribe_audio(audio_16k: Path, backend: ASRBackend, *, language: str = "zh",
+                     sidecar: Path | None = None, onscreen: SourceSubtitles | None = None) -> Transcript:
+    """Source cues: a sidecar script, else burned-in text fused with ASR, else ASR alone.
+
+    Script and on-screen text give exact words but approximate times (hand timing, OCR
+    sampling): their boundaries are moved to the nearest speech onset/offset.
+    """
+    from locpipe.backends.asr.faster_whisper_asr import speech_regions
+
+    if sidecar is not None:
         regions = speech_regions(audio_16k)
         script = read_sidecar(sidecar)
         refined = snap_to_speech(script, [a for a, _ in regions], [b for _, b in regions])
@@ -101,5 +142,12 @@ def transcribe_audio(audio_16k: Path, backend: ASRBackend, *, language: str = "z
         return Transcript(language=language, cues=refined, backend="sidecar+silero-vad", model=backend.version)
     cues, dropped = backend.transcribe(audio_16k)
     cues = renumber([c for c in cues if c.text.strip()])
+    if onscreen is not None and onscreen.found:
+        regions = speech_regions(audio_16k)
+        shown = snap_to_speech(ocr_cues(onscreen), [a for a, _ in regions], [b for _, b in regions])
+        cues = fuse(shown, cues)
+        log.info("fused %d on-screen lines with %s: %d cues", len(shown), backend.name, len(cues))
+        return Transcript(language=language, cues=cues, backend=f"ocr+{backend.name}",
+                          model=f"{onscreen.backend} {onscreen.model}; {backend.version}", dropped=dropped)
     log.info("transcribed %d cues (%d dropped by guards)", len(cues), len(dropped))
     return Transcript(language=language, cues=cues, backend=backend.name, model=backend.version, dropped=dropped)
