@@ -152,7 +152,7 @@ class RenderResult(Artifact):
 class QCCheck(Artifact):
     name: str
     passed: bool
-    value: float | str | None = None
+    value: int | float | str | None = None
     target: str = ""
     detail: str = ""
 
@@ -162,6 +162,9 @@ class QCReport(Artifact):
     market: str
     passed: bool
     checks: list[QCCheck] = Field(default_factory=list)
+    #: figures for the report's charts: "cps" per subtitle event, "dub_stretch" per dubbed
+    #: line, "loudness_momentary" (LUFS every 0.5 s of the export)
+    series: dict[str, list[float]] = Field(default_factory=dict)
 
 
 class OnScreenText(Artifact):

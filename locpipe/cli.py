@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--work", type=Path, help="stage cache folder (default: the asset cache)")
     tr.add_argument("--no-ocr", action="store_true", help="ASR only: ignore burned-in subtitles")
 
+    qc = sub.add_parser("qc", help="(re)write the QC report OUT_DIR/qc/index.html")
+    qc.add_argument("out", type=Path, help="an OUT_DIR of `locpipe run`")
+
     sub.add_parser("markets", help="list configured markets")
     models = sub.add_parser("models", help="prepare packaged model assets")
     models.add_argument("action", choices=["prepare"])
@@ -79,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(args.log_level, args.log_format)
     try:
-        commands = {"run": cmd_run, "transcribe": cmd_transcribe, "markets": cmd_markets, "models": cmd_models}
+        commands = {"run": cmd_run, "transcribe": cmd_transcribe, "markets": cmd_markets, "models": cmd_models,
+                    "qc": cmd_qc}
         return commands[args.command](args)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
@@ -116,6 +120,44 @@ def cmd_models(args) -> int:
 
     for name, path in prepare_all().items():
         log.info("%s: %s", name, path)
+    return ExitCode.OK
+
+
+def _cps_limits(config_dir: Path, codes) -> dict[str, float]:
+    from locpipe.config import load_market
+    from locpipe.stages.segment import rules_for
+
+    limits = {}
+    for code in set(codes):
+        try:
+            m = load_market(config_dir, code)
+        except ConfigError:
+            continue
+        limits[code] = rules_for(m.config.language, m.config.subtitle_rules).max_chars_per_second
+    return limits
+
+
+def write_report(out: Path, config_dir: Path) -> Path | None:
+    """The QC report at the end of a run; a failure here never fails the run."""
+    import json
+
+    from locpipe.report import build_report
+
+    try:
+        codes = [u["market"] for u in json.loads((out / "manifest.json").read_text())["units"]]
+        return build_report(out, _cps_limits(config_dir, codes))
+    except Exception as exc:
+        log.warning("QC report not written: %s", exc)
+        return None
+
+
+def cmd_qc(args) -> int:
+    if not (args.out / "manifest.json").exists():
+        raise ConfigError(args.out / "manifest.json", "", "not found: is this an OUT_DIR of `locpipe run`?")
+    index = write_report(args.out, _config_dir(args.config_dir))
+    if index is None:
+        return ExitCode.INTERNAL_ERROR
+    log.info("QC report: %s", index)
     return ExitCode.OK
 
 
@@ -167,14 +209,15 @@ def cmd_run(args) -> int:
     with ProgressBoard([episode_name(p) for p in episodes], [m.code for m in markets], console) as board:
         reports = run_batch(episodes, settings, jobs=args.jobs, progress=board)
     manifest = write_manifest(out, reports, settings, started)
+    report = write_report(out, _config_dir(args.config_dir))
     stdout = Console()
     if not stdout.is_terminal:  # logs and CI: wide enough that paths and reasons stay readable
         stdout = Console(width=200)
     stdout.print(summary_table(reports))
     units = [u for r in reports for u in r.units]
     failed = [u for u in units if u.status != "ok"]
-    log.info("%d/%d units ok in %.1fs; manifest: %s", len(units) - len(failed), len(units),
-             time.perf_counter() - started, manifest)
+    log.info("%d/%d units ok in %.1fs; manifest: %s; QC report: %s", len(units) - len(failed), len(units),
+             time.perf_counter() - started, manifest, report)
     return ExitCode.UNITS_FAILED if failed else ExitCode.OK
 
 

@@ -163,3 +163,49 @@ def test_configuration_error_exits_2_before_any_work(tmp_path):
                    check_code=2)
     assert "atlantis" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_qc_report_is_written_with_working_links_and_pictures(sample_run):
+    from html.parser import HTMLParser
+
+    _series, out, _ = sample_run
+    index = out / "qc" / "index.html"
+    assert index.exists() and (out / "qc" / "report.json").exists()
+
+    class Links(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.targets: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.targets += [v for k, v in attrs if k in ("href", "src") and v]
+
+    parser = Links()
+    parser.feed(index.read_text(encoding="utf-8"))
+    assert len(parser.targets) >= 2 * 4 + 2  # per export: qc, srt, video, vtt (+ contact sheet)
+    for target in parser.targets:
+        assert (index.parent / target).resolve().exists(), target
+    sheets = list((out / "qc").rglob("*.jpg"))
+    assert len(sheets) == 2 and all(p.stat().st_size > 10_000 for p in sheets)
+    report = json.loads((out / "qc" / "report.json").read_text())
+    assert {r["market"] for r in report} == {"us", "us-social"}
+
+
+def test_qc_report_renders_in_a_headless_browser(sample_run, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("Debian chromium not installed (.ci/run installs it)")
+    _series, out, _ = sample_run
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000",
+                    f"--screenshot={shot}", (out / "qc" / "index.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    import av
+
+    with av.open(str(shot)) as img:
+        frame = next(img.decode(video=0)).to_ndarray(format="rgb24")
+    assert frame.shape[:2] == (1000, 1400)
+    # the page drew pictures, not just a blank page: many distinct colours from the contact sheets
+    assert len({tuple(px) for px in frame[::7, ::7].reshape(-1, 3)}) > 500

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 #: bump a stage's version when its code changes what it produces: invalidates its cache
 STAGE_VERSIONS = {"ingest": 1, "source_subs": 1, "transcribe": 2, "translate": 1, "segment": 1, "synthesize": 1, "mix": 1,
-                  "render": 1, "qc": 1}
+                  "render": 1, "qc": 2}
 MARKET_STAGES = ("translate", "segment", "synthesize", "mix", "render", "qc", "export")
 
 #: progress callback: (episode, market or "", stage, status) with status in start/done/cached/failed

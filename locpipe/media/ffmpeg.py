@@ -97,3 +97,17 @@ def _parse_loudnorm_json(stderr: str) -> Loudness:
         return -99.0 if v in ("-inf", "inf") else float(v)
 
     return Loudness(num("input_i"), num("input_tp"), num("input_lra"), num("input_thresh"))
+
+
+def loudness_series(path: Path, *, step: float = 0.5) -> list[float]:
+    """Momentary loudness (LUFS, 400 ms window) every ``step`` seconds, from ffmpeg's ebur128."""
+    err = run_ffmpeg(["-i", str(path), "-map", "0:a:0", "-af", "ebur128", "-f", "null", "-"],
+                     what=f"loudness series of {path.name}")
+    values: list[float] = []
+    next_t = step
+    for match in re.finditer(r"t:\s*([\d.]+)\s+TARGET:[^M]*M:\s*(-?[\d.]+|-inf)", err):
+        t, m = float(match.group(1)), match.group(2)
+        if t + 1e-6 >= next_t:
+            values.append(max(-70.0, float(m)) if m != "-inf" else -70.0)
+            next_t += step
+    return values

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from locpipe.artifacts import DubTrack, MediaInfo, QCCheck, QCReport, SubtitleTrack, Transcript, Translation
 from locpipe.config import Market
-from locpipe.media.ffmpeg import measure_loudness
+from locpipe.media.ffmpeg import loudness_series, measure_loudness
+from locpipe.stages.segment import text_width
 from locpipe.media.probe import probe
 from locpipe.stages.translate import CJK_LANGUAGES, CJK_RE
 
@@ -94,4 +95,17 @@ def run_qc(*, episode: str, market: Market, export_path: Path, source: MediaInfo
         + check_subtitles(track, translation)
         + check_dub(dub)
     )
-    return QCReport(episode=episode, market=market.code, passed=all(c.passed for c in checks), checks=checks)
+    return QCReport(episode=episode, market=market.code, passed=all(c.passed for c in checks), checks=checks,
+                    series=chart_series(track, dub, loudness_series(export_path)))
+
+
+def chart_series(track: SubtitleTrack, dub: DubTrack | None, loudness: list[float]) -> dict[str, list[float]]:
+    spaced = track.language.split("-")[0].lower() not in ("ja", "zh")
+    cps = []
+    for ev in track.events:
+        text = (" " if spaced else "").join(ev.lines)
+        cps.append(round(text_width(text, track.language) / max(ev.end - ev.start, 0.01), 2))
+    series = {"cps": cps, "loudness_momentary": [round(v, 1) for v in loudness]}
+    if dub is not None:
+        series["dub_stretch"] = [ln.stretch for ln in dub.lines if ln.outcome != "skipped"]
+    return series
