@@ -88,6 +88,18 @@ class Translation(Artifact):
     backend: str
     cues: list[TranslatedCue]
     notes: list[str] = []
+    #: bible names fixed after translation ({cue, rule, before, after}): post-edited speech
+    #: output, restored vocatives (locpipe.stages.terms)
+    term_edits: list[dict] = []
+    #: lines breaking the series bible ({cue, term, problem, ...}); goal 0
+    glossary_violations: list[dict] = []
+    #: market adaptation changes and flags ({cue, rule, before, after}; locpipe.stages.adapt)
+    adaptations: list[dict] = []
+    #: translation-memory lookups for this translation
+    tm_hits: int = 0
+    tm_misses: int = 0
+    #: SeriesBible.version the translation followed ("" without a bible)
+    bible_version: str = ""
 
 
 class SubtitleEvent(Artifact):

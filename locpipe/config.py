@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from locpipe.errors import ConfigError
+from locpipe.stages.adapt import AdaptationConfig
 
 #: configs shipped with the package source tree (``configs/`` beside ``locpipe/``)
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -149,6 +150,8 @@ class WatermarkPolicy(_Strict):
 class TranslationConfig(_Strict):
     #: tried in order; the first that is available for the language pair is used
     backends: list[str] = ["whisper-translate", "deepl", "google"]
+    #: notes for translators and LLM backends (register, taboo topics, style)
+    notes: list[str] = []
 
 
 class MarketConfig(_Strict):
@@ -163,6 +166,8 @@ class MarketConfig(_Strict):
     loudness: LoudnessTarget = LoudnessTarget()
     watermark: WatermarkPolicy = WatermarkPolicy()
     translation: TranslationConfig = TranslationConfig()
+    #: deterministic post-translation rules: money, units, sensitivity
+    adaptation: AdaptationConfig = AdaptationConfig()
 
     @property
     def base_language(self) -> str:

@@ -44,7 +44,7 @@ from locpipe.stages import ingest, qc, segment, transcribe, translate
 log = logging.getLogger(__name__)
 
 #: bump a stage's version when its code changes what it produces: invalidates its cache
-STAGE_VERSIONS = {"ingest": 1, "source_subs": 1, "transcribe": 2, "translate": 1, "segment": 1, "synthesize": 1, "mix": 1,
+STAGE_VERSIONS = {"ingest": 1, "source_subs": 1, "transcribe": 2, "translate": 2, "segment": 1, "synthesize": 1, "mix": 1,
                   "render": 1, "qc": 2}
 MARKET_STAGES = ("translate", "segment", "synthesize", "mix", "render", "qc", "export")
 
@@ -64,6 +64,11 @@ class RunSettings:
     asr: ASROptions = ASROptions()
     #: read burned-in source subtitles (text for the transcript, region for the render mask)
     ocr: bool = True
+    #: series bible (names, terms); None: look beside the series, then configs/series/<dir>.yaml
+    bible_path: Path | None = None
+    config_dir: Path | None = None
+    #: translation memory shared across episodes (default WORK_DIR/tm.sqlite)
+    tm_path: Path | None = None
 
 
 @dataclass
@@ -82,6 +87,9 @@ class UnitReport:
     backends: dict[str, str] = field(default_factory=dict)
     qc_passed: bool | None = None
     seconds: float = 0.0
+    #: translation memory lookups for this unit
+    tm_hits: int = 0
+    tm_misses: int = 0
 
 
 @dataclass
@@ -120,6 +128,8 @@ class EpisodeJob:
         self.progress = progress or (lambda *a: None)
         self._asr = None
         self._tts: dict[str, object] = {}
+        self._bible = None
+        self._bible_loaded = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -267,17 +277,40 @@ class EpisodeJob:
 
     # ------------------------------------------------------------------ market stages
 
+    def bible(self):
+        """The series bible for this episode (loaded once; a bad bible fails the episode)."""
+        if not self._bible_loaded:
+            from locpipe.bible import find_bible, load_bible
+
+            path = self.settings.bible_path or find_bible(self.path.resolve().parent, self.settings.config_dir)
+            self._bible = load_bible(path) if path else None
+            self._bible_loaded = True
+            if path:
+                log.info("series bible: %s", path)
+        return self._bible
+
     def _translate(self, store, market: Market, shared: dict, unit: UnitReport) -> tuple[Translation, str]:
+        from locpipe.tm import TranslationMemory
+
         ing, ing_dir, _ = shared["ingest"]
         transcript, tr_key = shared["transcribe"]
-        backend = choose_backend(market.config.translation.backends, transcript.language, market.config.language)
+        c = market.config
+        backend = choose_backend(c.translation.backends, transcript.language, c.language)
         unit.backends["translate"] = backend.version
-        parts = {"transcript": tr_key, "language": market.config.language, "backend": backend.name,
-                 "version": backend.version}
-        model, _d, key = self._stage(
-            store, market.code, "translate", parts, Translation,
-            lambda d: translate.translate_transcript(transcript, market.config.language, backend,
-                                                     audio_16k=ing_dir / ing.audio_16k))
+        bible = self.bible()
+        parts = {"transcript": tr_key, "language": c.language, "backend": backend.name, "version": backend.version,
+                 "bible": bible.version if bible else None, "adaptation": c.adaptation.model_dump(),
+                 "notes": c.translation.notes}
+
+        def make(_folder: Path) -> Translation:
+            tm_path = self.settings.tm_path or self.settings.work_dir / "tm.sqlite"
+            with TranslationMemory(tm_path) as tm:
+                return translate.translate_episode(
+                    transcript, c.language, backend, audio_16k=ing_dir / ing.audio_16k, bible=bible, tm=tm,
+                    adaptation=c.adaptation, context={"notes": c.translation.notes})
+
+        model, _d, key = self._stage(store, market.code, "translate", parts, Translation, make)
+        unit.tm_hits, unit.tm_misses = model.tm_hits, model.tm_misses
         return model, key
 
     def _segment(self, store, market: Market, info: MediaInfo, translation: Translation, tl_key: str):

@@ -14,7 +14,7 @@ from locpipe.config import Market
 from locpipe.media.ffmpeg import loudness_series, measure_loudness
 from locpipe.stages.segment import text_width
 from locpipe.media.probe import probe
-from locpipe.stages.translate import CJK_LANGUAGES, CJK_RE
+from locpipe.stages.translate import CJK_LANGUAGES, CJK_RE, translation_checks
 
 DURATION_TOLERANCE = 0.1
 LOUDNESS_TOLERANCE = 1.0
@@ -93,6 +93,7 @@ def run_qc(*, episode: str, market: Market, export_path: Path, source: MediaInfo
         + check_loudness(loud.integrated, loud.true_peak, market)
         + check_transcript(transcript)
         + check_subtitles(track, translation)
+        + translation_checks(translation)
         + check_dub(dub)
     )
     return QCReport(episode=episode, market=market.code, passed=all(c.passed for c in checks), checks=checks,

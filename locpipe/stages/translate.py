@@ -1,5 +1,9 @@
 """Translate: target-language text for every source cue, one-to-one.
 
+``translate_episode`` adds the series bible (term protection, name post-editing, glossary
+check), the translation memory and the market's adaptation rules around the backend;
+``translate_transcript`` is the bare backend call.
+
 Backend output is treated as untrusted data: control characters and line breaks are
 flattened, and CJK characters that leak into a non-CJK language are removed and recorded
 (Whisper sometimes answers a short clip in Chinese). The backend can never add or drop lines:
@@ -12,9 +16,14 @@ import logging
 import re
 import unicodedata
 
-from locpipe.artifacts import Transcript, TranslatedCue, Translation
+from locpipe.artifacts import Cue, QCCheck, Transcript, TranslatedCue, Translation
 from locpipe.backends.mt.base import TranslationBackend, TranslationRequest
+from locpipe.bible import SeriesBible
 from locpipe.errors import StageError
+from locpipe.stages.adapt import AdaptationConfig, Adapter
+from locpipe.stages.terms import (Restored, glossary_violations, insert_vocative, post_edit_names, protect, restore,
+                                  term_table, violations_per_line)
+from locpipe.tm import TranslationMemory, keys_for_lines
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +68,136 @@ def translate_transcript(transcript: Transcript, language: str, backend: Transla
     for note in translation.notes:
         log.warning("translate %s: %s", language, note)
     return translation
+
+
+# ---------------------------------------------------------------------------- with bible, TM, adaptation
+
+
+def _request(transcript: Transcript, language: str, cues: list[Cue], audio_16k, context: dict | None):
+    return TranslationRequest(cues=cues, source_lang=transcript.language, target_lang=language,
+                              audio_16k=audio_16k, context=context)
+
+
+def _run_backend(backend: TranslationBackend, request: TranslationRequest) -> list[str]:
+    texts = backend.translate(request) if request.cues else []
+    if len(texts) != len(request.cues):
+        raise StageError("translate", f"{backend.name} returned {len(texts)} lines for {len(request.cues)} cues")
+    return texts
+
+
+def _placeholder_problems(cue: Cue, restored: Restored) -> list[dict]:
+    out = [{"cue": cue.index, "term": e.key, "problem": "placeholder_duplicated", "expected": e.target}
+           for e in restored.duplicated]
+    out += [{"cue": cue.index, "term": "", "problem": "placeholder_invented", "found": s} for s in restored.stray]
+    return out
+
+
+def translate_episode(transcript: Transcript, market_language: str, backend: TranslationBackend, *,
+                      audio_16k=None, bible: SeriesBible | None = None, tm: TranslationMemory | None = None,
+                      adaptation: Adapter | AdaptationConfig | None = None,
+                      context: dict | None = None) -> Translation:
+    """Translate one episode for one market language with the series bible, TM and market rules.
+
+    Order: TM lookup -> term protection (text backends) -> backend -> restore -> post-edit
+    names (speech/LLM backends; and lines whose placeholders were lost, re-translated without
+    them) -> TM store -> cleaning (build_translation) -> adaptation -> glossary check. The TM
+    holds text before adaptation, so two markets in one language with different currency
+    rules share it.
+    """
+    language = market_language
+    cues = transcript.cues
+    lines = [c.text for c in cues]
+    table = term_table(bible, language, lines)
+    ctx = dict(context or {})
+    if bible is not None:
+        ctx.setdefault("bible", bible.summary(language))
+    ctx.setdefault("scene", lines)
+
+    keys = keys_for_lines(lines, transcript.language, language, backend.name, bible.version if bible else "")
+    known = tm.lookup_many(keys) if tm is not None else {}
+    texts: list[str | None] = [known.get(k) for k in keys]
+    todo = [i for i, t in enumerate(texts) if t is None]
+    edits: list[dict] = []
+    problems: list[dict] = []
+    unsure: set[int] = set()
+
+    if todo:
+        if backend.term_mode == "post_edit":  # speech: the backend needs every cue for alignment
+            every = _run_backend(backend, _request(transcript, language, cues, audio_16k, ctx))
+            raw = {i: every[i] for i in todo}
+        elif backend.term_mode == "placeholder" and table:
+            protected = {i: protect(cues[i].text, table) for i in todo}
+            sent = [cues[i].model_copy(update={"text": protected[i].text}) for i in todo]
+            out = _run_backend(backend, _request(transcript, language, sent, audio_16k, ctx))
+            raw, lost = {}, []
+            for i, text in zip(todo, out, strict=True):
+                restored = restore(text, protected[i])
+                problems += _placeholder_problems(cues[i], restored)
+                unsure |= {i} if (restored.duplicated or restored.stray) else set()
+                if restored.lost:
+                    lost.append(i)
+                    log.warning("translate %s: cue %d lost placeholder(s) for %s; translating it without them",
+                                language, cues[i].index, ", ".join(e.key for e in restored.lost))
+                raw[i] = restored.text
+            if lost:  # second chance: plain text, then the post-editor and the checks
+                again = _run_backend(backend, _request(transcript, language, [cues[i] for i in lost], audio_16k, ctx))
+                raw.update(zip(lost, again, strict=True))
+        else:
+            out = _run_backend(backend, _request(transcript, language, [cues[i] for i in todo], audio_16k, ctx))
+            raw = dict(zip(todo, out, strict=True))
+        for i in todo:
+            text = clean_text(raw[i])
+            if table:
+                text, changes = post_edit_names(text, cues[i].text, table)
+                text, more = insert_vocative(text, cues[i].text, table, language)
+                edits += [{"cue": cues[i].index, **c} for c in changes + more]
+            texts[i] = text
+        if tm is not None:
+            tm.store_many({keys[i]: texts[i] for i in todo if texts[i] and i not in unsure})
+
+    translation = build_translation(transcript, [t or "" for t in texts], language, backend.name)
+    adapter = (Adapter.for_market(language, adaptation) if isinstance(adaptation, AdaptationConfig) else adaptation)
+    adapted: list[dict] = []
+    violations = list(problems)
+    forbidden = bible.forbidden_for(language) if bible is not None else []
+    for n, cue in enumerate(translation.cues):
+        if adapter is not None and cue.text:
+            text, changes = adapter.adapt_line(cue.index, cue.source_text, cue.text)
+            adapted += changes
+            translation.cues[n] = cue = cue.model_copy(update={"text": text})
+        if table or forbidden:
+            violations += glossary_violations(cue.index, cue.source_text, cue.text, table, forbidden)
+    translation = translation.model_copy(update={
+        "term_edits": edits, "glossary_violations": violations, "adaptations": adapted,
+        "tm_hits": len(cues) - len(todo) if tm is not None else 0, "tm_misses": len(todo) if tm is not None else 0,
+        "bible_version": bible.version if bible is not None else ""})
+    for note in translation.notes:
+        log.warning("translate %s: %s", language, note)
+    for v in violations:
+        log.warning("translate %s: glossary violation %s", language, v)
+    return translation
+
+
+def translation_checks(translation: Translation) -> list[QCCheck]:
+    """QC lines for the bible, the adaptation rules and the TM (add to the market's QC report)."""
+    per_line = violations_per_line(translation.glossary_violations)
+    flagged = [a for a in translation.adaptations if a["before"] == a["after"]]
+    looked_up = translation.tm_hits + translation.tm_misses
+    return [
+        QCCheck(name="glossary_violations", passed=not translation.glossary_violations,
+                value=len(translation.glossary_violations), target="0",
+                detail="; ".join(f"cue {v['cue']}: {v['term'] or v.get('found', '')} {v['problem']}"
+                                 for v in translation.glossary_violations[:5])
+                + (f" ({len(per_line)} line(s))" if per_line else "")),
+        QCCheck(name="adaptations_applied", passed=True, value=len(translation.adaptations) - len(flagged),
+                detail="; ".join(f"cue {a['cue']} {a['rule']}: {a['before']!r} -> {a['after']!r}"
+                                 for a in translation.adaptations if a["before"] != a["after"])[:500]),
+        QCCheck(name="adaptation_flags", passed=True, value=len(flagged),
+                detail="; ".join(f"cue {a['cue']} {a['rule']}: {a.get('detail', a['before'])}" for a in flagged)[:500]),
+        QCCheck(name="term_edits", passed=True, value=len(translation.term_edits),
+                detail="; ".join(f"cue {e['cue']} {e['rule']}: {e['before']!r} -> {e['after']!r}"
+                                 for e in translation.term_edits[:5])),
+        QCCheck(name="tm_hit_rate", passed=True,
+                value=round(translation.tm_hits / looked_up, 3) if looked_up else None,
+                detail=f"{translation.tm_hits} hit(s), {translation.tm_misses} miss(es)"),
+    ]

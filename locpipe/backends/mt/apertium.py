@@ -28,6 +28,8 @@ def _modes() -> set[str]:
 
 @register("apertium")
 class ApertiumPivot(TranslationBackend):
+    term_mode = "post_edit"  # translates the audio: no placeholders possible
+
     @property
     def version(self) -> str:
         return "apertium " + ",".join(sorted(_modes()))

@@ -30,6 +30,9 @@ class TranslationRequest:
     target_lang: str
     #: the episode's 16 kHz mono audio, for speech-based backends
     audio_16k: Path | None = None
+    #: optional context for backends that can use it (the LLM): "bible" (SeriesBible.summary),
+    #: "notes" (the market's notes), "scene" (every source line of the episode, for neighbours)
+    context: dict | None = None
 
     @property
     def target_base(self) -> str:
@@ -38,6 +41,10 @@ class TranslationRequest:
 
 class TranslationBackend(ABC):
     name: str = ""
+    #: how bible terms are enforced (locpipe.stages.terms): "placeholder" (text in, placeholders
+    #: kept), "post_edit" (speech in: the output is corrected afterwards), "context" (the bible
+    #: is given to the backend, the output is checked and corrected afterwards)
+    term_mode: str = "placeholder"
 
     @property
     @abstractmethod
@@ -69,7 +76,7 @@ def register(name: str):
 
 
 def _load_registry() -> None:
-    from locpipe.backends.mt import apertium, online, whisper_translate  # noqa: F401
+    from locpipe.backends.mt import apertium, online, openai_chat, whisper_translate  # noqa: F401
 
 
 def get_mt_backend(name: str) -> TranslationBackend:

@@ -66,6 +66,8 @@ def assign_sentences(units: list[Word], cues: list[Cue]) -> list[str]:
 
 @register("whisper-translate")
 class WhisperTranslate(TranslationBackend):
+    term_mode = "post_edit"  # translates the audio: no placeholders possible
+
     def __init__(self, threads: int = 2):
         self.threads = threads
         self._asr = None
