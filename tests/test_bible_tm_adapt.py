@@ -25,7 +25,7 @@ from locpipe.stages.translate import translate_episode, translation_checks
 from locpipe.tm import TranslationMemory, keys_for_lines
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_BIBLE = ROOT / "configs" / "series" / "sample.yaml"
+SAMPLE_BIBLE = ROOT / "configs" / "series" / "samples.yaml"
 
 
 def _transcript(*texts: str) -> Transcript:
