@@ -1,4 +1,4 @@
-"""Command line: ``locpipe run | markets | models``.
+"""Command line: ``locpipe run | transcribe | qc | watch | status | markets | models``.
 
 Parsing and reporting only; the work is in ``locpipe.core``. Exit codes are named in
 ``locpipe.exit_codes``: 0 all units ok, 3 some units failed, 2 configuration error.
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--asr-model", help="ASR model path or name (default: packaged Whisper base)")
     run.add_argument("--shard", type=_shard, help="process only shard I of N (array jobs), e.g. 0/4")
     run.add_argument("--no-ocr", action="store_true", help="do not read or mask burned-in source subtitles")
+    run.add_argument("--bible", type=Path, help="series bible YAML (default: bible.yaml beside the episodes, "
+                                                "then configs/series/<folder name>.yaml)")
+    run.add_argument("--tm", type=Path, help="translation memory SQLite file (default WORK_DIR/tm.sqlite)")
 
     tr = sub.add_parser("transcribe", help="source-language cues of one episode (SRT and JSON)")
     tr.add_argument("episode", type=Path)
@@ -69,6 +72,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     qc = sub.add_parser("qc", help="(re)write the QC report OUT_DIR/qc/index.html")
     qc.add_argument("out", type=Path, help="an OUT_DIR of `locpipe run`")
+
+    watch = sub.add_parser("watch", help="watch-folder daemon: localize what is dropped into INBOX")
+    watch.add_argument("inbox", type=Path, help="folder episode files and series folders are dropped into")
+    watch.add_argument("--out", required=True, type=Path, help="output folder (OUT_DIR/<market>/<episode>.mp4)")
+    watch.add_argument("--markets", required=True, help="comma-separated market codes (see `locpipe markets`)")
+    watch.add_argument("--distributor", default="internal", help="distributor id written into the watermark")
+    watch.add_argument("--work", type=Path, help="stage cache folder (default OUT_DIR/.locpipe-work)")
+    watch.add_argument("--state", type=Path, help="SQLite journal (default INBOX/.locpipe-state.sqlite)")
+    watch.add_argument("--settle", type=float, default=10.0,
+                       help="seconds a file's size and mtime must stay unchanged before it counts as arrived")
+    watch.add_argument("--poll", type=float, default=2.0, help="seconds between inbox scans")
+    watch.add_argument("--retry-base", type=float, default=30.0,
+                       help="back-off before retry N is BASE * 2**(N-1) seconds (3 attempts in all)")
+    watch.add_argument("--once", action="store_true", help="process what is in INBOX (after settling), then exit")
+    watch.add_argument("--no-events", action="store_true", help="poll only; do not use filesystem events")
+    watch.add_argument("--asr", default="faster-whisper", help="ASR backend")
+    watch.add_argument("--asr-model", help="ASR model path or name (default: packaged Whisper base)")
+    watch.add_argument("--no-ocr", action="store_true", help="do not read or mask burned-in source subtitles")
+
+    status = sub.add_parser("status", help="queued, running, done and failed work of watch daemons")
+    status.add_argument("inbox", nargs="?", type=Path, default=Path("."), help="the watched INBOX (default .)")
+    status.add_argument("--state", type=Path, help="SQLite journal (default INBOX/.locpipe-state.sqlite)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    from locpipe import bible_cli
+
+    bible_cli.add_parser(sub)
 
     sub.add_parser("markets", help="list configured markets")
     models = sub.add_parser("models", help="prepare packaged model assets")
@@ -83,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     try:
         commands = {"run": cmd_run, "transcribe": cmd_transcribe, "markets": cmd_markets, "models": cmd_models,
-                    "qc": cmd_qc}
+                    "qc": cmd_qc, "watch": cmd_watch, "status": cmd_status, "bible": _cmd_bible}
         return commands[args.command](args)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
@@ -94,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     except LocpipeError as exc:
         log.error("%s", exc)
         return ExitCode.INTERNAL_ERROR
+
+
+def _cmd_bible(args) -> int:
+    from locpipe import bible_cli
+
+    return bible_cli.run(args)
 
 
 def cmd_markets(args) -> int:
@@ -200,10 +236,17 @@ def cmd_run(args) -> int:
         log.error("no episode files found in %s", ", ".join(map(str, args.inputs)))
         return ExitCode.CONFIG_ERROR
     _check_unique_names(episodes, episode_name)
+    if args.bible:  # validate up front: a typo in the bible is a configuration error
+        from locpipe.bible import load_bible
+
+        load_bible(args.bible)
     out = args.out.resolve()
     settings = RunSettings(out_dir=out, work_dir=(args.work or out / ".locpipe-work").resolve(),
                            markets=tuple(markets), distributor=args.distributor, asr_backend=args.asr,
-                           asr=ASROptions(model=args.asr_model), ocr=not args.no_ocr)
+                           asr=ASROptions(model=args.asr_model), ocr=not args.no_ocr,
+                           bible_path=args.bible.resolve() if args.bible else None,
+                           config_dir=_config_dir(args.config_dir).resolve(),
+                           tm_path=args.tm.resolve() if args.tm else None)
     log.info("%d episode(s) x %d market(s) -> %s", len(episodes), len(markets), out)
     console = Console(stderr=True)
     with ProgressBoard([episode_name(p) for p in episodes], [m.code for m in markets], console) as board:
@@ -219,6 +262,46 @@ def cmd_run(args) -> int:
     log.info("%d/%d units ok in %.1fs; manifest: %s; QC report: %s", len(units) - len(failed), len(units),
              time.perf_counter() - started, manifest, report)
     return ExitCode.UNITS_FAILED if failed else ExitCode.OK
+
+
+def cmd_watch(args) -> int:
+    """Build the run settings like ``cmd_run`` does, then hand the loop to ``locpipe.daemon``."""
+    from locpipe.backends.asr.base import ASROptions
+    from locpipe.config import load_markets
+    from locpipe.core.pipeline import RunSettings
+    from locpipe.daemon import Daemon, WatchSettings
+
+    markets = load_markets(_config_dir(args.config_dir), args.markets.split(","))
+    inbox = args.inbox.resolve()
+    if not inbox.is_dir():
+        raise ConfigError(args.inbox, "", "not a folder: the inbox must exist")
+    if args.settle < 0 or args.poll <= 0 or args.retry_base < 0:
+        raise ConfigError("--settle/--poll/--retry-base", "", "must be positive")
+    out = args.out.resolve()
+    run = RunSettings(out_dir=out, work_dir=(args.work or out / ".locpipe-work").resolve(), markets=tuple(markets),
+                      distributor=args.distributor, asr_backend=args.asr,
+                      asr=ASROptions(model=args.asr_model, threads=os.cpu_count() or 1), ocr=not args.no_ocr,
+                      config_dir=_config_dir(args.config_dir).resolve())
+    settings = WatchSettings(inbox=inbox, state=(args.state or inbox / ".locpipe-state.sqlite").resolve(), run=run,
+                             settle=args.settle, poll=args.poll, once=args.once, retry_base=args.retry_base,
+                             events=not args.no_events, log_level=args.log_level, log_format=args.log_format)
+    return Daemon(settings).run()
+
+
+def cmd_status(args) -> int:
+    import json
+
+    from locpipe.daemon.status import collect, render
+
+    state = args.state or args.inbox / ".locpipe-state.sqlite"
+    if not state.is_file():
+        raise ConfigError(state, "", "no journal here: pass the watched INBOX or --state")
+    snap = collect(state)
+    if args.json:
+        sys.stdout.write(json.dumps(snap, indent=1, ensure_ascii=False) + "\n")
+    else:
+        render(snap, Console() if Console().is_terminal else Console(width=200))
+    return ExitCode.OK
 
 
 def _check_unique_names(episodes: list[Path], name_of) -> None:

@@ -50,11 +50,17 @@ def test_crash_inside_a_stage_leaves_nothing_behind(tmp_path):
     assert len(calls) == 1
 
 
-def test_sweep_removes_temporaries_of_a_killed_run(tmp_path):
-    stale = tmp_path / "ep" / "s" / ".abc.123.tmp"
+def test_sweep_removes_temporaries_of_dead_writers_only(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / "episodes" / "ep-1" / "render" / f".abc.{int(dead.stdout)}.tmp"
     stale.mkdir(parents=True)
+    live = tmp_path / "episodes" / "ep-1" / "render" / f".def.{os.getppid()}.tmp"
+    live.mkdir()
     assert ArtifactStore(tmp_path).sweep_temporaries() == 1
-    assert not stale.exists()
+    assert not stale.exists() and live.exists()
 
 
 def test_atomic_write_never_exposes_partial_file(tmp_path):

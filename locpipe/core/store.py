@@ -116,14 +116,35 @@ class ArtifactStore:
         return model, final
 
     def sweep_temporaries(self) -> int:
-        """Remove temp directories left by a crashed run; returns how many."""
+        """Remove temp directories left by crashed runs; returns how many.
+
+        Names carry the writer's pid (``.<key>.<pid>.tmp``): a directory whose process is
+        still alive belongs to a concurrent worker and is left alone.
+        """
         removed = 0
         if not self.root.exists():
             return 0
-        for tmp in self.root.glob("*/*/.*.tmp"):
-            shutil.rmtree(tmp, ignore_errors=True)
-            removed += 1
+        for tmp in self.root.rglob(".*.tmp"):
+            if tmp.is_dir() and not _pid_alive(tmp.name):
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed += 1
         return removed
+
+
+def _pid_alive(tmp_name: str) -> bool:
+    try:
+        pid = int(tmp_name.rsplit(".", 2)[-2])
+    except (ValueError, IndexError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
