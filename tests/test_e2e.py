@@ -153,9 +153,13 @@ def test_bad_inputs_are_reported_and_the_good_episode_still_exported(tmp_path):
     assert "no translation backend available for zh->pt-BR" in br["error"]
     assert "DEEPL_API_KEY" in br["error"]
     assert ("ep007", "us-social") not in units  # a file still being copied is not an episode
-    leftovers = [p for p in out.rglob("*") if p.is_file() and ".locpipe-work" not in p.parts]
-    assert sorted(p.name for p in leftovers) == sorted(
-        ["ep002.mp4", "ep002.en.srt", "ep002.en.vtt", "ep002.qc.json", "manifest.json"])
+    # nothing half-written is left behind: only finished exports, the manifest and the QC report
+    leftovers = [p.relative_to(out).as_posix() for p in out.rglob("*")
+                 if p.is_file() and ".locpipe-work" not in p.parts]
+    assert sorted(leftovers) == sorted([
+        "us-social/ep002.mp4", "us-social/ep002.en.srt", "us-social/ep002.en.vtt",
+        "us-social/ep002.qc.json", "manifest.json",
+        "qc/index.html", "qc/report.json", "qc/us-social/ep002.jpg"])
 
 
 def test_configuration_error_exits_2_before_any_work(tmp_path):
