@@ -139,6 +139,16 @@ def test_speech_output_is_post_edited_to_the_bible_names(bible):
     assert result.glossary_violations == []
 
 
+def test_a_name_glued_to_a_stray_letter_is_fuzzy_fixed(bible):
+    """Whisper on the sample wrote "Lin Xiaow": not a pinyin syllable, so only the fuzzy rule sees it."""
+    ep = _transcript("林晓，这份合同是你签的？", "你认识林晓吗？")
+    result = translate_episode(ep, "en", _FixedBackend(["Lin Xiaow, what's the contract?", "Do you know Lin Xiaowen?"],
+                                                       mode="post_edit"), bible=bible)
+    assert result.cues[0].text == "Lin Xiao, what's the contract?"
+    assert result.term_edits[0] == {"cue": 0, "rule": "name:fuzzy", "before": "Lin Xiaow", "after": "Lin Xiao"}
+    assert result.cues[1].text == "Do you know Lin Xiao?"  # "wen" is a syllable: the pinyin rule
+
+
 def test_glossary_violations_are_counted_per_line(bible):
     table = terms.term_table(bible, "en")
     found = (terms.glossary_violations(0, "林晓，这份合同是你签的？", "Xiao, did you sign the agreement?", table)

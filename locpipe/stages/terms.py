@@ -197,6 +197,11 @@ def _contains(text: str, phrase: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(phrase)}", text, re.IGNORECASE) is not None
 
 
+def _contains_word(text: str, phrase: str) -> bool:
+    """``phrase`` as whole words (a name glued to more letters is a different word)."""
+    return re.search(rf"(?<![A-Za-z]){re.escape(phrase)}(?![A-Za-z])", text, re.IGNORECASE) is not None
+
+
 def _core_pattern(syllables: tuple[str, ...]) -> re.Pattern:
     """The syllables as a name in Latin script: "Lin Xiao", "Lin-Xiao", "LinXiao", any case."""
     return re.compile(r"(?<![A-Za-z])" + r"[\s\-]?".join(re.escape(s) for s in syllables), re.IGNORECASE)
@@ -284,7 +289,7 @@ def post_edit_names(text: str, source: str, table: list[TermEntry]) -> tuple[str
         for bad in entry.forbidden:
             spans = [(m.start(), m.end()) for m in re.finditer(rf"(?<!\w){re.escape(bad)}(?!\w)", text, re.I)]
             text = _replace_spans(text, spans, entry.target, "name:forbidden", changes)
-        if not _contains(text, entry.target):
+        if not _contains_word(text, entry.target):  # "Lin Xiaow" does not count as "Lin Xiao"
             text = _replace_spans(text, _fuzzy(text, entry), entry.target, "name:fuzzy", changes)
     for c in changes:
         log.info("post-edit %s: %r -> %r", c["rule"], c["before"], c["after"])
