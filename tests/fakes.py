@@ -25,6 +25,10 @@ class _Handler(BaseHTTPRequestHandler):
             text = self.replies.get(q.get("q", ""), f"[{q.get('tl')}] {q.get('q', '')}")
             body = f'<html><body><div class="t0">{html.escape(text)}</div></body></html>'.encode()
             ctype = "text/html; charset=utf-8"
+        elif url.path.endswith("/get"):  # MyMemory
+            text = self.replies.get(q.get("q", ""), f"[{q.get('langpair')}] {q.get('q', '')}")
+            body = json.dumps({"responseData": {"translatedText": text}, "matches": []}).encode()
+            ctype = "application/json"
         elif url.path.endswith("/translate"):  # DeepL v2
             text = self.replies.get(q.get("text", ""), f"[{q.get('target_lang')}] {q.get('text', '')}")
             body = json.dumps({"translations": [{"text": text}]}).encode()
@@ -34,6 +38,25 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_response(200)
         self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+    def do_POST(self):  # noqa: N802 — LibreTranslate: POST /translate, parameters in the query
+        url = urlparse(self.path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            q.update({k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()})
+        self.requests.append((url.path, q))
+        if not url.path.endswith("/translate"):
+            self.send_error(404)
+            return
+        text = self.replies.get(q.get("q", ""), f"[{q.get('target')}] {q.get('q', '')}")
+        body = json.dumps({"translatedText": text}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

@@ -41,6 +41,27 @@ def test_deepl_backend_against_local_fake_server(monkeypatch):
     assert requests[0][1]["auth_key"] == "test-key:fx"
 
 
+def test_libretranslate_backend_against_local_fake_server(monkeypatch):
+    """Self-hosted LibreTranslate needs no key: a placeholder is sent and the server ignores it."""
+    monkeypatch.delenv("LIBRETRANSLATE_API_KEY", raising=False)
+    with fake_translation_server({"证据就在这里": "A prova está aqui"}) as (url, requests):
+        monkeypatch.setenv("LOCPIPE_LIBRETRANSLATE_URL", url)
+        backend = choose_backend(["libretranslate"], "zh", "pt-BR")
+        result = translate_transcript(_transcript("证据就在这里"), "pt-BR", backend)
+    assert result.cues[0].text == "A prova está aqui"
+    path, query = requests[0]
+    assert path == "/translate" and (query["source"], query["target"]) == ("zh", "pt")
+
+
+def test_mymemory_backend_uses_the_market_locale(monkeypatch):
+    with fake_translation_server({"走吧": "Vámonos"}) as (url, requests):
+        monkeypatch.setenv("LOCPIPE_MYMEMORY_URL", url + "/get")
+        backend = choose_backend(["mymemory"], "zh", "es-MX")
+        result = translate_transcript(_transcript("走吧"), "es-MX", backend)
+    assert result.cues[0].text == "Vámonos"
+    assert requests[0][1]["langpair"] == "zh-CN|es-MX"
+
+
 def test_hostile_backend_output_is_flattened_and_cjk_leaks_removed(monkeypatch):
     hostile = {"一": "line one\nline two\r\x00{\\fs200}", "二": "Hello 你好 there", "三": "好"}
     with fake_translation_server(hostile) as (url, _):

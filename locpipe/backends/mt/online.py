@@ -1,6 +1,7 @@
-"""Online providers through deep-translator (Google, DeepL, Microsoft).
+"""Online providers through deep-translator (Google, DeepL, Microsoft, LibreTranslate, MyMemory).
 
-Keys come from the environment (``DEEPL_API_KEY``, ``MICROSOFT_TRANSLATOR_KEY``); the
+Keys come from the environment (``DEEPL_API_KEY``, ``MICROSOFT_TRANSLATOR_KEY``,
+``LIBRETRANSLATE_API_KEY``, ``MYMEMORY_EMAIL``); the
 endpoint can be overridden (``LOCPIPE_<PROVIDER>_URL``) for a proxy or a test server.
 Reachability is checked with a short connect before any request, because deep-translator's
 requests carry no timeout and would hang a batch on a dead network.
@@ -116,5 +117,57 @@ class MicrosoftBackend(_DeepTranslatorBackend):
         t = MicrosoftTranslator(api_key=os.environ["MICROSOFT_TRANSLATOR_KEY"],
                                 region=os.environ.get("MICROSOFT_TRANSLATOR_REGION"),
                                 source=GOOGLE_CODES[request.source_lang], target=GOOGLE_CODES[request.target_base])
+        t._base_url = self.url
+        return t
+
+
+#: LibreTranslate's codes (it has no Thai); self-hosted servers often serve fewer
+LIBRE_CODES = {"zh", "en", "pt", "es", "id", "ar", "ja", "ko", "fr", "de", "vi", "hi"}
+#: MyMemory wants a region; the market's own locale is used when MyMemory knows it
+MYMEMORY_DEFAULT_REGION = {"zh": "zh-CN", "en": "en-US", "pt": "pt-BR", "es": "es-419", "id": "id-ID",
+                           "th": "th-TH", "ar": "ar-SA", "ja": "ja-JP", "ko": "ko-KR", "fr": "fr-FR",
+                           "de": "de-DE", "vi": "vi-VN", "hi": "hi-IN"}
+
+
+@register("libretranslate")
+class LibreTranslateBackend(_DeepTranslatorBackend):
+    """LibreTranslate, usually self-hosted (``LOCPIPE_LIBRETRANSLATE_URL``), key optional.
+
+    Self-hosting is how a localization house keeps scripts off third-party servers; such
+    servers usually need no key, but deep-translator insists on one, so a placeholder is sent
+    (LibreTranslate ignores it when keys are off).
+    """
+
+    provider = "libretranslate"
+    default_url = "https://libretranslate.com/"
+    languages = LIBRE_CODES
+
+    def supports(self, source: str, target: str) -> bool:
+        return source in LIBRE_CODES and target in LIBRE_CODES
+
+    def _translator(self, request: TranslationRequest):
+        from deep_translator import LibreTranslator
+
+        url = self.url if self.url.endswith("/") else self.url + "/"
+        return LibreTranslator(api_key=os.environ.get("LIBRETRANSLATE_API_KEY") or "none",
+                               source=request.source_lang, target=request.target_base, custom_url=url)
+
+
+@register("mymemory")
+class MyMemoryBackend(_DeepTranslatorBackend):
+    """MyMemory's free API (rate-limited; ``MYMEMORY_EMAIL`` raises the daily quota)."""
+
+    provider = "mymemory"
+    default_url = "https://api.mymemory.translated.net/get"
+    languages = set(MYMEMORY_DEFAULT_REGION)
+
+    def _translator(self, request: TranslationRequest):
+        from deep_translator import MyMemoryTranslator
+        from deep_translator.constants import MY_MEMORY_LANGUAGES_TO_CODES
+
+        known = set(MY_MEMORY_LANGUAGES_TO_CODES.values())
+        target = request.target_lang if request.target_lang in known else MYMEMORY_DEFAULT_REGION[request.target_base]
+        t = MyMemoryTranslator(source=MYMEMORY_DEFAULT_REGION[request.source_lang], target=target,
+                               email=os.environ.get("MYMEMORY_EMAIL"))
         t._base_url = self.url
         return t
