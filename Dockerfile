@@ -13,6 +13,16 @@ ENV PYTHONUNBUFFERED=1 \
     LOCPIPE_CACHE=/opt/locpipe-cache \
     PATH=/opt/locpipe-venv/bin:$PATH
 
+# Debian's rule-based apertium pairs: the offline English->Spanish/Portuguese pivot.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends apertium apertium-eng-spa apertium-es-pt \
+    && rm -rf /var/lib/apt/lists/*
+
+# The optional backends (openai-whisper, speaker labels) need torch: take the CPU build
+# from PyTorch's index, or PyPI's default would pull several GB of CUDA libraries.
+RUN python -m venv "$LOCPIPE_VENV" \
+    && "$LOCPIPE_VENV/bin/pip" install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+
 WORKDIR /app
 # Dependencies first (better layer caching), then the source.
 COPY pyproject.toml README.md ./

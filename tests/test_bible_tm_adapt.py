@@ -149,6 +149,18 @@ def test_a_name_glued_to_a_stray_letter_is_fuzzy_fixed(bible):
     assert result.cues[1].text == "Do you know Lin Xiao?"  # "wen" is a syllable: the pinyin rule
 
 
+@pytest.mark.parametrize(("language", "heard", "fixed"), [
+    ("pt-BR", "Senhor Lu, está procurando-me.", "Sr. Lu, está procurando-me."),
+    ("es-419", "Señor Lu, estás buscándome.", "Sr. Lu, estás buscándome."),
+    ("id", "Bapak Lu, Anda mencari saya?", "Pak Lu, Anda mencari saya?"),
+])
+def test_title_forms_are_fixed_in_every_language(bible, language, heard, fixed):
+    result = translate_episode(_transcript("陆总，您找我？"), language, _FixedBackend([heard], mode="post_edit"),
+                               bible=bible)
+    assert result.cues[0].text == fixed
+    assert result.glossary_violations == []
+
+
 def test_glossary_violations_are_counted_per_line(bible):
     table = terms.term_table(bible, "en")
     found = (terms.glossary_violations(0, "林晓，这份合同是你签的？", "Xiao, did you sign the agreement?", table)

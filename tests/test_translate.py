@@ -1,3 +1,4 @@
+import shutil
 import socket
 
 import pytest
@@ -114,3 +115,27 @@ def test_whisper_english_sentences_are_assigned_to_the_cue_they_overlap():
     seg2 = [Word(start=4.1, end=5.2, text=" I will find out")]
     units = sentences(seg1) + sentences(seg2)
     assert assign_sentences(units, cues) == ["I'm going to be honest", "", "I will find out"]
+
+
+def test_apertium_chain_uses_the_mode_names_the_packages_install():
+    from locpipe.backends.mt.apertium import resolve_chain
+
+    debian12 = {"eng-spa", "spa-eng", "es-pt", "es-pt_BR", "pt-es"}
+    assert resolve_chain("es", debian12) == ["eng-spa"]
+    assert resolve_chain("pt", debian12, region="BR") == ["eng-spa", "es-pt_BR"]
+    assert resolve_chain("pt", debian12, region="PT") == ["eng-spa", "es-pt"]
+    assert resolve_chain("pt", {"en-es", "es-pt"}, region="BR") == ["en-es", "es-pt"]
+    assert resolve_chain("pt", {"eng-spa"}) is None
+
+
+@pytest.mark.skipif(not shutil.which("apertium"), reason="Debian apertium not installed (.ci/run installs it)")
+def test_apertium_pivot_translates_english_to_spanish_and_brazilian_portuguese():
+    from locpipe.backends.mt.apertium import ApertiumPivot, _modes, resolve_chain
+
+    ApertiumPivot().check_available()
+    english = "Where is the contract?"
+    for target, region, word in (("es", "", "contrato"), ("pt", "BR", "contrato")):
+        text = english
+        for mode in resolve_chain(target, _modes(), region=region):
+            text = ApertiumPivot._run(mode, text)
+        assert word in text and text != english

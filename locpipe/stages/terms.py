@@ -38,7 +38,9 @@ SURNAMES = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁�
             "卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝")
 PLACEHOLDER_RE = re.compile(r"_{1,2}\s*[Tt]\s*(\d{1,3})\s*_{1,2}")
 #: titles an English speech backend puts before a surname
-TITLES = r"(?:Mr|Mrs|Ms|Miss|Mister|Madam|President|CEO|Boss|Director|Chairman|General|Manager|Master|Sir)"
+#: titles a translation puts before a surname (English, Spanish, Portuguese, Indonesian)
+TITLES = (r"(?:Mr|Mrs|Ms|Miss|Mister|Madam|President|CEO|Boss|Director|Chairman|General|Manager|Master|Sir"
+          r"|Se[ñn]or|Se[ñn]ora|Senhor|Senhora|Sr|Sra|Presidente|Jefe|Chefe|Pak|Bapak|Bu|Ibu|Tuan)")
 PINYIN_SYLLABLE = re.compile(
     r"^(zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?(iang|iong|uang|ueng|ang|eng|ing|ong|ian|iao|uai|uan|ai|ei|ao|ou|an|en|er"
     r"|ia|ie|iu|in|ua|uo|ui|un|ue|ve|a|o|e|i|u|v)$")

@@ -13,9 +13,14 @@ from locpipe.backends.mt.base import TranslationBackend, TranslationRequest, reg
 from locpipe.backends.mt.whisper_translate import WhisperTranslate
 from locpipe.errors import BackendUnavailable
 
-#: target -> apertium modes applied after the English pivot
-CHAINS = {"es": ["en-es"], "pt": ["en-es", "es-pt"]}
-PACKAGES = {"en-es": "apertium-eng-spa", "es-pt": "apertium-es-pt"}
+#: target -> steps after the English pivot; each step lists the mode names packages use for
+#: it (Debian 12's apertium-eng-spa installs "eng-spa", older packages "en-es"), best first
+CHAINS: dict[str, list[tuple[str, ...]]] = {
+    "es": [("eng-spa", "en-es")],
+    "pt": [("eng-spa", "en-es"), ("es-pt_BR", "es-pt")],
+}
+PACKAGES = {"eng-spa": "apertium-eng-spa", "en-es": "apertium-eng-spa",
+            "es-pt_BR": "apertium-es-pt", "es-pt": "apertium-es-pt"}
 
 
 def _modes() -> set[str]:
@@ -24,6 +29,21 @@ def _modes() -> set[str]:
         return set()
     out = subprocess.run([exe, "-l"], capture_output=True, text=True, check=False).stdout
     return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def resolve_chain(target: str, installed: set[str], *, region: str = "") -> list[str] | None:
+    """The installed mode for every step towards ``target`` (None if a step is missing).
+
+    European Portuguese markets skip the Brazilian variant mode.
+    """
+    modes = []
+    for step in CHAINS[target]:
+        options = [m for m in step if not (region and region.upper() != "BR" and m.endswith("_BR"))]
+        found = next((m for m in options if m in installed), None)
+        if found is None:
+            return None
+        modes.append(found)
+    return modes
 
 
 @register("apertium")
@@ -41,15 +61,20 @@ class ApertiumPivot(TranslationBackend):
         if not shutil.which("apertium"):
             raise BackendUnavailable("apertium is not installed (Debian: apt-get install apertium "
                                      "apertium-eng-spa apertium-es-pt)")
-        missing = [m for chain in CHAINS.values() for m in chain if m not in _modes()]
+        installed = _modes()
+        missing = {PACKAGES[step[0]] for chain in CHAINS.values() for step in chain
+                   if not any(m in installed for m in step)}
         if missing:
-            raise BackendUnavailable("apertium modes missing: " + ", ".join(
-                f"{m} (apt-get install {PACKAGES[m]})" for m in sorted(set(missing))))
+            raise BackendUnavailable("apertium modes missing: apt-get install " + " ".join(sorted(missing)))
 
     def translate(self, request: TranslationRequest) -> list[str]:
         english = WhisperTranslate().translate(request)
         texts = english
-        for mode in CHAINS[request.target_base]:
+        region = request.target_lang.split("-")[1] if "-" in request.target_lang else ""
+        chain = resolve_chain(request.target_base, _modes(), region=region)
+        if chain is None:
+            raise BackendUnavailable(f"apertium has no installed chain to {request.target_lang}")
+        for mode in chain:
             texts = [self._run(mode, t) for t in texts]
         return texts
 
