@@ -6,6 +6,7 @@ from locpipe.stages.segment import (
     build_track,
     rules_for,
     segment_translation,
+    split_balanced,
     text_width,
     violations,
     wrap_lines,
@@ -45,6 +46,23 @@ def test_two_line_break_prefers_punctuation_and_balance():
     lines = wrap_lines("I told you already, and I will not say it again to anyone", rules_for("en"), "en")
     assert lines[0].endswith("already,")
     assert len(lines) == 2
+
+
+@pytest.mark.parametrize("text", [
+    "Everyone in the room saw Lin Xiao sign the bad contract",   # most balanced break: "Lin | Xiao"
+    "Yesterday at the meeting with Mr. Lu everybody saw it",     # "Mr." is no clause end
+])
+def test_line_break_never_splits_a_name(text):
+    lines = wrap_lines(text, rules_for("en"), "en")
+    assert len(lines) == 2
+    assert not lines[0].endswith(("Lin", "Mr.")), lines
+
+
+def test_event_split_never_splits_a_name():
+    text = ("Everyone in the room saw it happen and they all know that Lin Xiao signed "
+            "the contract that ruined the company last year")
+    chunks = split_balanced(text, 2, rules_for("en"), "en")
+    assert chunks is not None and not chunks[0].endswith("Lin")
 
 
 def test_too_fast_cue_is_reported_not_hidden():

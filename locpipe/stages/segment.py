@@ -110,8 +110,10 @@ def wrap_lines(text: str, rules: LanguageRules, language: str) -> list[str]:
         if w1 > rules.max_chars_per_line or w2 > rules.max_chars_per_line:
             continue
         cost = abs(w1 - w2)
-        if re.search(r"[,.;:!?，。；：！？]$", tokens[i - 1]):
+        if _is_clause_end(tokens[i - 1]):
             cost -= rules.max_chars_per_line * 0.3
+        if rules.spaced and _inside_name(tokens[i - 1], tokens[i]):
+            cost += rules.max_chars_per_line * 2  # only when nothing else fits
         if tokens[i].lower().strip(",.") in conj:
             cost -= rules.max_chars_per_line * 0.2
         if best is None or cost < best[0]:
@@ -133,8 +135,24 @@ def wrap_lines(text: str, rules: LanguageRules, language: str) -> list[str]:
     return lines
 
 
+#: abbreviations whose full stop ends no clause ("Mr. Lu" must stay on one line)
+ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "st.", "sr.", "sra.", "srta.", "dra.", "prof.", "jr."}
+
+
 def _is_clause_end(token: str) -> bool:
-    return bool(re.search(r"[,.;:!?，。；：！？…]$", token))
+    return token.lower() not in ABBREVIATIONS and bool(re.search(r"[,.;:!?，。；：！？…]$", token))
+
+
+def _inside_name(before: str, after: str) -> bool:
+    """Whether a break between these tokens would split a name ("Lin | Xiao", "Mr. | Lu").
+
+    Capitalized words in a row with no punctuation between them read as one name; a title
+    abbreviation belongs with what follows it.
+    """
+    if before.lower() in ABBREVIATIONS:
+        return True
+    return (before[:1].isupper() and after[:1].isupper() and before.isalpha() and len(before) > 1
+            and not _is_clause_end(before))
 
 
 def split_balanced(text: str, n: int, rules: LanguageRules, language: str) -> list[str] | None:
@@ -165,6 +183,8 @@ def split_balanced(text: str, n: int, rules: LanguageRules, language: str) -> li
                 if w > block:
                     continue
                 bonus = (target * 0.5) ** 2 if i < len(tokens) and _is_clause_end(tokens[i - 1]) else 0.0
+                if rules.spaced and 0 < i < len(tokens) and _inside_name(tokens[i - 1], tokens[i]):
+                    bonus -= (2 * target) ** 2  # splitting a name between events: last resort
                 cost = best[k - 1][j] + (w - target) ** 2 - bonus
                 if cost < best[k][i]:
                     best[k][i], back[k][i] = cost, j
