@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from conftest import make_clip
@@ -76,6 +78,14 @@ def test_discovery_orders_naturally_skips_partial_copies_and_shards_deterministi
     shards = [select_shard(eps, (i, 2)) for i in range(2)]
     assert sorted(p.name for s in shards for p in s) == sorted(found)
     assert shards == [select_shard(eps, (i, 2)) for i in range(2)]
+    # an episode added later leaves every other episode in its shard
+    (tmp_path / "ep11.mp4").write_bytes(b"x")
+    more = discover_episodes([tmp_path])
+    after = [select_shard(more, (i, 2)) for i in range(2)]
+    assert [[p.name for p in s if p.name != "ep11.mp4"] for s in after] == [[p.name for p in s] for s in shards]
+    many = [Path(f"ep{i:03d}.mp4") for i in range(1, 81)]
+    sizes = [len(select_shard(many, (i, 4))) for i in range(4)]
+    assert sum(sizes) == 80 and min(sizes) >= 10  # roughly even over a season
     with pytest.raises(InputError, match="no such file"):
         discover_episodes([tmp_path / "missing"])
 

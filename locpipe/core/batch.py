@@ -7,6 +7,7 @@ The CPU is shared out: each worker's inference threads = cores // jobs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -57,12 +58,22 @@ def discover_episodes(inputs: Iterable[Path]) -> list[Path]:
     return unique
 
 
+def shard_of(episode: Path, count: int) -> int:
+    """The shard (0..count-1) an episode belongs to, from a hash of its file name.
+
+    Hashing the name, not the position in the listing, keeps an episode in the same shard
+    when the producer adds episodes between two array tasks, and on every machine.
+    """
+    digest = hashlib.sha256(episode.name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
 def select_shard(episodes: list[Path], shard: tuple[int, int] | None) -> list[Path]:
-    """Deterministic 1/N of the episodes for array-job schedulers (index I of N, 0-based)."""
+    """Deterministic ~1/N of the episodes for array-job schedulers (index I of N, 0-based)."""
     if shard is None:
         return episodes
     index, count = shard
-    return [p for i, p in enumerate(episodes) if i % count == index]
+    return [p for p in episodes if shard_of(p, count) == index]
 
 
 # --------------------------------------------------------------------------- execution
