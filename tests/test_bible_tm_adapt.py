@@ -8,14 +8,11 @@ from __future__ import annotations
 import json
 import multiprocessing
 import socket
-import threading
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from fakes import fake_translation_server
+from fakes import fake_chat_server, fake_translation_server
 from locpipe.artifacts import Cue, Transcript
 from locpipe.backends.mt.base import TranslationBackend, TranslationRequest, choose_backend, get_mt_backend
 from locpipe.bible import load_bible
@@ -239,35 +236,6 @@ def test_tm_is_safe_for_concurrent_processes(tmp_path):
 
 
 # ---------------------------------------------------------------------------- LLM backend
-
-
-@contextmanager
-def fake_chat_server(answer):
-    """OpenAI-style /v1/chat/completions on 127.0.0.1; ``answer(messages, n)`` gives the content."""
-    calls: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            calls.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-            content = answer(body["messages"], len(calls))
-            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", calls
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _asked_lines(messages) -> list[dict]:

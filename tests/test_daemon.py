@@ -33,7 +33,8 @@ from locpipe.media.probe import probe
 
 LOCPIPE = [sys.executable, "-m", "locpipe", "--log-level", "INFO"]
 MARKET = "us-social"
-EXPORTS = {f"{MARKET}/ep01.mp4", f"{MARKET}/ep01.en.srt", f"{MARKET}/ep01.en.vtt", f"{MARKET}/ep01.qc.json",
+EXPORTS = {f"{MARKET}/ep01.mp4", f"{MARKET}/ep01.en.srt", f"{MARKET}/ep01.en.vtt", f"{MARKET}/ep01.en.ass",
+           f"{MARKET}/ep01.qc.json",
            "manifest.json"}
 #: one pipeline run of the 6 s cut on a busy 2-core machine takes 15-40 s; leave room
 RUN_TIMEOUT = 300

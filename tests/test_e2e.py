@@ -9,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pysubs2
 import pytest
 
 from conftest import ROOT, cut_sample, make_clip
 from locpipe.config import DEFAULT_CONFIG_DIR, load_market
+from locpipe.media.ass import SUBTITLE_STYLE
 from locpipe.media.ffmpeg import measure_loudness
 from locpipe.media.probe import probe
 from locpipe.stages.translate import CJK_RE
@@ -63,6 +65,9 @@ def test_sample_exports(sample_run, sample, market):
     video = out / market / "ep001.mp4"
     srt = out / market / "ep001.en.srt"
     assert video.exists() and srt.exists() and (out / market / "ep001.en.vtt").exists()
+    ass = pysubs2.load(str(out / market / "ep001.en.ass"))  # styled sidecar: subtitles only, no watermark
+    assert [e.plaintext for e in ass.events] == [b.split("\n", 2)[2] for b in srt.read_text("utf-8").strip().split("\n\n")]
+    assert set(ass.styles) == {SUBTITLE_STYLE} and ass.info["PlayResY"] == "1920"
     info, source = probe(video), probe(sample)
     assert (info.width, info.height) == (1080, 1920)
     assert abs(info.duration - source.duration) <= 0.1
@@ -77,6 +82,11 @@ def test_sample_exports(sample_run, sample, market):
     assert loud.true_peak <= target.true_peak + 0.5
     qc = json.loads((out / market / "ep001.qc.json").read_text())
     assert {c["name"] for c in qc["checks"]} >= {"resolution", "duration_match", "loudness", "cjk_leaks"}
+    checks = {c["name"]: c for c in qc["checks"]}
+    if market == "us":  # the app profile carries the forensic mark: QC traced the export itself
+        assert checks["forensic_watermark"]["passed"], checks["forensic_watermark"]
+    else:  # social uploads are our own public copies: no forensic mark
+        assert "forensic_watermark" not in checks
 
 
 def test_manifest_records_units_backends_and_timings(sample_run):
@@ -132,9 +142,16 @@ def test_bad_inputs_are_reported_and_the_good_episode_still_exported(tmp_path):
     make_clip(series / "ep006.mp4", audio=False)
     (series / "ep007.mp4.part").write_bytes(b"still copying")
     out = tmp_path / "out"
+    # br with online backends only: no key and no network here, so that market must fail alone
+    # (CI also installs Debian's apertium, which would otherwise translate it offline)
+    cfg = tmp_path / "configs"
+    shutil.copytree(DEFAULT_CONFIG_DIR, cfg)
+    br = cfg / "markets" / "br.yaml"
+    br.write_text(br.read_text().replace("backends: [deepl, google, apertium]", "backends: [deepl, google]"))
+    assert "apertium" not in br.read_text()
     # two worker processes: failures in one never stop the other
-    proc = locpipe("run", str(series), "--out", str(out), "--markets", "us-social,br", "--jobs", "2",
-                   check_code=3)
+    proc = locpipe("--config-dir", str(cfg), "run", str(series), "--out", str(out), "--markets", "us-social,br",
+                   "--jobs", "2", check_code=3)
     units = {(u["episode"], u["market"]): u for u in _units(out)}
     assert units[("ep002", "us-social")]["status"] == "ok"
     assert (out / "us-social" / "ep002.mp4").exists()
@@ -157,7 +174,7 @@ def test_bad_inputs_are_reported_and_the_good_episode_still_exported(tmp_path):
     leftovers = [p.relative_to(out).as_posix() for p in out.rglob("*")
                  if p.is_file() and ".locpipe-work" not in p.parts]
     assert sorted(leftovers) == sorted([
-        "us-social/ep002.mp4", "us-social/ep002.en.srt", "us-social/ep002.en.vtt",
+        "us-social/ep002.mp4", "us-social/ep002.en.srt", "us-social/ep002.en.vtt", "us-social/ep002.en.ass",
         "us-social/ep002.qc.json", "manifest.json",
         "qc/index.html", "qc/report.json", "qc/us-social/ep002.jpg"])
 
@@ -213,3 +230,17 @@ def test_qc_report_renders_in_a_headless_browser(sample_run, tmp_path):
     assert frame.shape[:2] == (1000, 1400)
     # the page drew pictures, not just a blank page: many distinct colours from the contact sheets
     assert len({tuple(px) for px in frame[::7, ::7].reshape(-1, 3)}) > 500
+
+
+def test_json_log_lines_carry_episode_market_and_stage(tmp_path):
+    """Farm collectors parse --log-format json: one object per line with the unit's context."""
+    (tmp_path / "ep009.mp4").write_bytes(b"")
+    proc = subprocess.run([sys.executable, "-m", "locpipe", "--log-format", "json", "run", str(tmp_path),
+                           "--out", str(tmp_path / "out"), "--markets", "us"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3
+    records = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
+    assert records and all({"time", "level", "message", "episode", "market", "stage"} <= set(r) for r in records)
+    failure = next(r for r in records if r["level"] == "ERROR")
+    assert (failure["episode"], failure["stage"]) == ("ep009", "ingest")
+    assert failure["message"].count("ep009.mp4") == 1 and "empty (0 bytes)" in failure["message"]

@@ -1,7 +1,7 @@
 """The pipeline for one episode: shared stages once, then every market.
 
-Stage order: ingest -> transcribe -> (per market) translate -> segment -> synthesize ->
-mix -> render -> qc -> export. Each stage goes through the artifact store with a key of its
+Stage order: ingest -> transcribe -> speakers -> (per market) translate -> segment ->
+synthesize -> mix -> render -> qc -> export. Each stage goes through the artifact store with a key of its
 inputs, so one transcript serves every market, two markets in the same language share a
 translation, and a rerun redoes only what changed.
 
@@ -38,14 +38,16 @@ from locpipe.config import Market, config_hash
 from locpipe.core.logs import log_context
 from locpipe.core.store import ArtifactStore, StageRecord, atomic_copy, atomic_write_text
 from locpipe.errors import LocpipeError
+from locpipe.media.ass import build_ass
 from locpipe.media.probe import probe
-from locpipe.stages import ingest, qc, segment, transcribe, translate
+from locpipe.stages import condense, ingest, qc, segment, transcribe, translate
 
 log = logging.getLogger(__name__)
 
 #: bump a stage's version when its code changes what it produces: invalidates its cache
-STAGE_VERSIONS = {"ingest": 1, "source_subs": 1, "transcribe": 2, "translate": 2, "segment": 1, "synthesize": 1, "mix": 1,
-                  "render": 1, "qc": 2}
+STAGE_VERSIONS = {"ingest": 1, "source_subs": 1, "transcribe": 2, "translate": 3, "segment": 2, "synthesize": 1, "mix": 2,
+                  "render": 1, "qc": 3, "speakers": 1,
+                  "separate": 1}
 MARKET_STAGES = ("translate", "segment", "synthesize", "mix", "render", "qc", "export")
 
 #: progress callback: (episode, market or "", stage, status) with status in start/done/cached/failed
@@ -69,6 +71,13 @@ class RunSettings:
     config_dir: Path | None = None
     #: translation memory shared across episodes (default WORK_DIR/tm.sqlite)
     tm_path: Path | None = None
+    #: forensic watermark ledger (default $LOCPIPE_LEDGER, else WORK_DIR/forensic-ledger.sqlite)
+    ledger_path: Path | None = None
+    #: label cues by speaker (locpipe.stages.speakers) and give each its own voice (locpipe.voices)
+    speakers: bool = True
+    #: end each market's work when this stage is due ("render": the farm's tts phase leaves
+    #: rendering to render nodes); the unit is then "stopped", its earlier stages cached
+    stop_before: str | None = None
 
 
 @dataclass
@@ -77,7 +86,7 @@ class UnitReport:
 
     episode: str
     market: str
-    status: str = "pending"  # ok | failed
+    status: str = "pending"  # ok | failed | stopped (RunSettings.stop_before)
     error: str = ""
     failed_stage: str = ""
     config_hash: str = ""
@@ -130,6 +139,8 @@ class EpisodeJob:
         self._tts: dict[str, object] = {}
         self._bible = None
         self._bible_loaded = False
+        #: (SpeakerLabels, stage key) once the speakers stage ran; (None, None) without labels
+        self._speakers: tuple = (None, None)
 
     # ------------------------------------------------------------------ helpers
 
@@ -164,10 +175,13 @@ class EpisodeJob:
             onscreen, ocr_key = self._source_subs(store, info)
             stage = "transcribe"
             tr, _tr_dir, tr_key = self._transcribe(store, ing, ing_dir, ing_key, onscreen, ocr_key)
+            stage = "speakers"
+            tr = self._label_speakers(store, ing, ing_dir, ing_key, tr, tr_key)
         except Exception as exc:  # the episode is unusable: every market fails with the same reason
             self.progress(self.name, "", stage, "failed")
             msg = _describe(exc)
-            log.error("%s: %s", self.path, msg, extra={"episode": self.name, "stage": stage})
+            where = "" if str(self.path) in msg else f"{self.path}: "  # most errors already name the file
+            log.error("%s%s", where, msg, extra={"episode": self.name, "stage": stage})
             report.units = [UnitReport(episode=self.name, market=m.code, status="failed", error=msg,
                                        failed_stage=stage) for m in self.settings.markets]
             report.shared_stages = _records(store.records)
@@ -218,7 +232,7 @@ class EpisodeJob:
         backend = self._asr_backend()
         sidecar = transcribe.find_sidecar(self.path)
         parts = {"ingest": ing_key, "backend": backend.name, "version": backend.version,
-                 "options": self.settings.asr.__dict__, "sidecar": transcribe.sidecar_digest(self.path),
+                 "options": asr_key_options(self.settings.asr), "sidecar": transcribe.sidecar_digest(self.path),
                  "source_subs": ocr_key}
         return self._stage(store, "", "transcribe", parts, Transcript,
                            lambda d: transcribe.transcribe_audio(ing_dir / ing.audio_16k, backend, sidecar=sidecar,
@@ -232,7 +246,63 @@ class EpisodeJob:
         ing, ing_dir, ing_key = self._stage(store, "", "ingest", {"sha256": info.sha256}, IngestResult,
                                             lambda d: ingest.extract_audio(info, d))
         onscreen, ocr_key = self._source_subs(store, info)
-        return self._transcribe(store, ing, ing_dir, ing_key, onscreen, ocr_key)[0]
+        tr, _tr_dir, tr_key = self._transcribe(store, ing, ing_dir, ing_key, onscreen, ocr_key)
+        return self._label_speakers(store, ing, ing_dir, ing_key, tr, tr_key)
+
+    # ------------------------------------------------------------------ speakers and voices
+
+    def _series_state(self) -> Path:
+        """SERIES_DIR/.locpipe (speaker voice prints, voices.yaml), else a folder in the work dir."""
+        from locpipe.voices import writable_state_dir
+
+        return writable_state_dir(self.path.resolve().parent, self.settings.work_dir)
+
+    def _label_speakers(self, store, ing: IngestResult, ing_dir: Path, ing_key: str, tr: Transcript,
+                        tr_key: str) -> Transcript:
+        """The transcript with speaker labels; never fails the episode (falls back to S1 for all)."""
+        from locpipe.artifacts import SpeakerLabels
+        from locpipe.stages import speakers
+
+        self._speakers = (None, None)
+        if not self.settings.speakers:
+            return tr
+        try:
+            opts = speakers.SpeakerOptions()
+            version = speakers.model_version()
+            store_path = self._series_state() / speakers.STORE_FILE if version else None
+            parts = {"transcript": tr_key, "ingest": ing_key, "options": opts.__dict__, "model": version or "missing",
+                     "store": [str(store_path), speakers.ensure_store(store_path)] if store_path else None}
+            labels, _d, key = self._stage(
+                store, "", "speakers", parts, SpeakerLabels,
+                lambda d: speakers.label_speakers(tr, ing_dir / ing.audio_16k, store_path, self.name, opts,
+                                                  threads=self.settings.asr.threads))
+        except Exception as exc:  # speaker labels are an aid: the episode goes on without them
+            log.warning("speaker labels failed (%s): every cue labelled %s", _describe(exc), speakers.FALLBACK_LABEL)
+            labels, key = speakers.fallback_labels(tr, f"speaker labelling failed: {_describe(exc)}"), None
+        self._speakers = (labels, key)
+        return speakers.apply_labels(tr, labels)
+
+    def _casting(self, market: Market, default_spec: str) -> tuple[dict[int, str], dict]:
+        """(cue index -> speaker, speaker -> VoiceStyle) for this market; empty: one voice for all."""
+        labels, _key = self._speakers
+        if labels is None or not labels.available or not labels.cues:
+            return {}, {}
+        from locpipe.voices import cast_market, check_style
+
+        try:
+            voices = cast_market(self._series_state(), market.code, market.config.language, default_spec,
+                                 [(s.label, s.gender, s.pitch_hz) for s in labels.speakers], bible=self.bible())
+        except Exception as exc:  # a casting problem must not cost the market its dub
+            log.warning("voices per speaker unavailable for %s (%s): one voice for every line", market.code,
+                        _describe(exc))
+            return {}, {}
+        for label, style in list(voices.items()):
+            problem = check_style(style, market.config.language)
+            if problem:
+                log.warning("%s: voice %s for %s cannot be used (%s); the market's voice speaks instead",
+                            market.code, style.describe(), label, problem)
+                del voices[label]
+        return {c.index: c.speaker for c in labels.cues}, voices
 
     def _run_market(self, market: Market, info: MediaInfo, shared: dict) -> UnitReport:
         started = time.perf_counter()
@@ -252,14 +322,21 @@ class EpisodeJob:
                 stage = "mix"
                 mix, mix_dir, mix_key = self._mix(store, market, info, dub, dub_dir, dub_key, shared)
                 stage = "render"
+                if self.settings.stop_before == "render":
+                    unit.status = "stopped"
+                    unit.stages = _records(store.records)
+                    return unit
                 result, render_dir, render_key = self._render(store, market, info, track, track_dir, seg_key,
                                                               mix, mix_dir, mix_key, unit, shared["source_subs"])
                 stage = "qc"
                 report, _qc_dir, _ = self._stage(
-                    store, market.code, "qc", {"render": render_key}, QCReport,
-                    lambda d: qc.run_qc(episode=self.name, market=market, export_path=render_dir / result.video,
-                                        source=info, transcript=shared["transcribe"][0], translation=translation,
-                                        track=track, dub=dub))
+                    store, market.code, "qc", {"render": render_key, "speakers": self._speakers[1]},
+                    QCReport,
+                    lambda d: _with_forensic_check(_with_background_check(_with_speaker_check(
+                        qc.run_qc(episode=self.name, market=market, export_path=render_dir / result.video,
+                                  source=info, transcript=shared["transcribe"][0], translation=translation,
+                                  track=track, dub=dub), self._speakers[0]), mix),
+                        render_dir / result.video, result.forensic_payload, self._forensic(market)))
                 stage = "export"
                 unit.outputs = self._export(market, result, render_dir, track, report)
                 unit.qc_passed = report.passed
@@ -325,24 +402,71 @@ class EpisodeJob:
                     unit: UnitReport):
         if not market.config.dub.enabled:
             return None, None, None
-        from locpipe.backends.tts.base import parse_voice_spec
+        from locpipe.backends.tts.base import get_tts_backend
+        from locpipe.backends.tts.select import choose_voice
         from locpipe.stages.synthesize import synthesize_dub
 
-        tts, _voice = parse_voice_spec(market.config.dub.voice)
-        tts = self._tts.setdefault(tts.name, tts)  # one loaded voice model per job
-        unit.backends["synthesize"] = f"{tts.name} {tts.version}"
-        parts = {"translation": tl_key, "dub": market.config.dub.model_dump(), "tts": tts.version,
-                 "duration": info.duration}
+        dub = market.config.dub
+        # the market's voice, else its backends, else the language's default chain; one loaded
+        # voice model per backend per job
+        choice = choose_voice(market.config.language, dub.voice, dub.backend,
+                              make=lambda name: self._tts.setdefault(name, get_tts_backend(name)))
+        tts = choice.backend
+        unit.backends["synthesize"] = f"{tts.name} {tts.version}" if tts else choice.describe()
+        parts = {"translation": tl_key, "dub": dub.model_dump(), "tts": tts.version if tts else "none",
+                 "voice": choice.spec, "duration": info.duration}
+        # voices per character: which cue each speaker says and the voice cast for them
+        speakers, voices = self._casting(market, choice.spec) if tts else ({}, {})
+        if voices:
+            parts["casting"] = {"speakers": speakers, "voices": {k: v.model_dump() for k, v in voices.items()}}
+        rewriters = _rewriting_backends(market)
+        parts["shorten"] = [b.version for b in rewriters] + [f"rules-v{condense.RULES_VERSION}"]
+        shorten = condense.make_shortener(market.config.language, rewriters)
         return self._stage(store, market.code, "synthesize", parts, DubTrack,
-                           lambda d: synthesize_dub(translation, market, info.duration, d, tts))
+                           lambda d: synthesize_dub(translation, market, info.duration, d, tts, choice,
+                                                    speakers=speakers, voices=voices, shorten=shorten))
 
     def _mix(self, store, market: Market, info: MediaInfo, dub, dub_dir, dub_key, shared: dict):
         from locpipe.stages.mix import mix_audio
 
+        if dub is not None and dub.backend == "none":  # no voice spoke the language: keep the original audio
+            dub, dub_dir = None, None
+        accompaniment, sep_key, note = self._separate(store, market, info) if dub else (None, None, "")
         parts = {"source": info.sha256, "dub": dub_key, "loudness": market.config.loudness.model_dump(),
-                 "duck_db": market.config.dub.duck_db if dub else None, "duration": info.duration}
+                 "duck_db": market.config.dub.duck_db if dub else None, "duration": info.duration,
+                 "background": sep_key or note}
         return self._stage(store, market.code, "mix", parts, MixResult,
-                           lambda d: mix_audio(Path(info.path), dub, dub_dir, market, info.duration, d))
+                           lambda d: mix_audio(Path(info.path), dub, dub_dir, market, info.duration, d,
+                                               accompaniment=accompaniment, background_note=note))
+
+    def _separate(self, store, market: Market, info: MediaInfo) -> tuple[Path | None, str | None, str]:
+        """(accompaniment WAV, separate stage key, "") or (None, None, why the original is ducked instead).
+
+        Separation is shared by every market of the episode (one cached stage keyed by the
+        source) and never fails a market: without it the mix ducks the original and QC says so.
+        """
+        from locpipe.artifacts import SeparationResult
+        from locpipe.separation import spleeter
+
+        if market.config.dub.background == "duck":
+            return None, None, "market config dub.background is 'duck'"
+        if not info.has_audio:
+            return None, None, "the source has no audio"
+        reason = spleeter.unavailable_reason()
+        if reason:
+            log.warning("%s: music and effects not separated (%s); the original is ducked under the dub",
+                        market.code, reason)
+            return None, None, f"separation unavailable: {reason}"
+        try:
+            stems, folder, key = self._stage(store, "", "separate",
+                                             {"source": info.sha256, "model": spleeter.model_version()},
+                                             SeparationResult,
+                                             lambda d: spleeter.separate_episode(Path(info.path), d))
+        except Exception as exc:  # the dub still goes out, over the ducked original
+            log.warning("%s: separation failed (%s); the original is ducked under the dub", market.code,
+                        _describe(exc))
+            return None, None, f"separation failed: {_describe(exc)}"
+        return folder / stems.accompaniment, key, ""
 
     def _render(self, store, market: Market, info: MediaInfo, track, track_dir, seg_key, mix, mix_dir, mix_key,
                 unit: UnitReport, source_subs: tuple[SourceSubtitles | None, str | None]):
@@ -355,10 +479,30 @@ class EpisodeJob:
                  "style": c.subtitles.model_dump(), "watermark": c.watermark.model_dump(),
                  "distributor": self.settings.distributor, "export_id": unit.export_id,
                  "source_subs": source_subs[1]}
+        forensic = self._forensic(market)
+        if forensic:  # a new key or ledger means a new payload: render again
+            from locpipe.watermark.forensic import FORENSIC_VERSION
+            from locpipe.watermark.keys import key_fingerprint
+
+            parts["forensic"] = {"v": FORENSIC_VERSION, "key": key_fingerprint(forensic.key),
+                                 "ledger": str(forensic.ledger)}
         return self._stage(store, market.code, "render", parts, RenderResult,
                            lambda d: render_export(info, mix_dir / mix.wav, track, track_dir, market,
                                                    episode=self.name, distributor=self.settings.distributor,
-                                                   export_id=unit.export_id, out_dir=d, source_subs=source_subs[0]))
+                                                   export_id=unit.export_id, out_dir=d, source_subs=source_subs[0],
+                                                   forensic=forensic))
+
+    def _forensic(self, market: Market):
+        """The forensic watermark spec for this market's render, None when its profile has it off."""
+        if not market.profile.forensic_watermark:
+            return None
+        from locpipe.watermark.forensic import ForensicSpec
+        from locpipe.watermark.keys import load_key
+        from locpipe.watermark.ledger import ledger_path
+
+        ledger = ledger_path(self.settings.ledger_path, work_dir=self.settings.work_dir).resolve()
+        export_file = self.settings.out_dir / market.code / f"{self.name}.mp4"
+        return ForensicSpec(key=load_key(ledger, create=True), ledger=ledger, export_file=str(export_file))
 
     def _export(self, market: Market, result: RenderResult, render_dir: Path, track: SubtitleTrack,
                 report: QCReport) -> dict[str, str]:
@@ -370,14 +514,90 @@ class EpisodeJob:
             "video": folder / f"{self.name}.mp4",
             "srt": folder / f"{self.name}.{lang}.srt",
             "vtt": folder / f"{self.name}.{lang}.vtt",
+            "ass": folder / f"{self.name}.{lang}.ass",
             "qc": folder / f"{self.name}.qc.json",
         }
         atomic_copy(render_dir / result.video, outputs["video"])
         atomic_copy(render_dir / result.srt, outputs["srt"])
         atomic_copy(render_dir / result.vtt, outputs["vtt"])
+        # the market's styled subtitles for platforms that take ASS (no watermark layers)
+        sidecar = build_ass(track, market.config.subtitles, market.profile, None)
+        atomic_write_text(outputs["ass"], sidecar.to_string("ass"))
         atomic_write_text(outputs["qc"], report.model_dump_json(indent=1))
         self.progress(self.name, market.code, "export", "done")
         return {k: str(v) for k, v in outputs.items()}
+
+
+def _with_speaker_check(report: QCReport, labels) -> QCReport:
+    """Add the informational speaker-label check (never fails QC): how many speakers, or why none."""
+    if labels is None:
+        return report
+    from locpipe.artifacts import QCCheck
+
+    detail = "; ".join(labels.notes) or ", ".join(f"{s.label}: {s.cues} cue(s)" for s in labels.speakers)
+    check = QCCheck(name="speaker_labels", passed=True, value=len(labels.speakers),
+                    target="labelled by voice" if labels.available else "unavailable", detail=detail)
+    return report.model_copy(update={"checks": [*report.checks, check]})
+
+
+def _with_forensic_check(report: QCReport, export: Path, issued_hex: str, spec) -> QCReport:
+    """Trace the export like a leaked copy: the mark must decode to the payload the ledger issued.
+
+    An export whose mark does not read back would be untraceable when it leaks; that fails
+    QC rather than being discovered on a pirate site.
+    """
+    if spec is None:
+        return report
+    from locpipe.artifacts import QCCheck
+    from locpipe.watermark.detect import trace
+
+    result = trace(export, spec.key)
+    decoded = result.payload.hex if result.found and result.payload else ""
+    check = QCCheck(name="forensic_watermark", passed=bool(issued_hex) and decoded == issued_hex,
+                    value=round(result.statistic, 1), target=f"payload {issued_hex or '(none issued)'} read back",
+                    detail=(f"decoded {decoded or 'nothing'}; statistic {result.statistic:.1f}, "
+                            f"{result.bit_errors} coded bit error(s), traced in {result.seconds:.1f} s"))
+    return report.model_copy(update={"checks": [*report.checks, check]})
+
+
+def _with_background_check(report: QCReport, mix: MixResult) -> QCReport:
+    """Add the informational check saying what the dub was mixed over (never fails QC).
+
+    "separated": the original's accompaniment (music and effects kept at full level);
+    "ducked": the whole original turned down under the dub, with the reason.
+    """
+    if mix.method == "original":
+        return report
+    from locpipe.artifacts import QCCheck
+
+    value = "separated" if mix.method == "separated" else "ducked"
+    detail = ("dub mixed over the original's separated music and effects (Spleeter 2-stem)" if value == "separated"
+              else f"original ducked under the dub: {mix.background_note or 'no separated accompaniment'}")
+    check = QCCheck(name="background", passed=True, value=value, target="separated", detail=detail)
+    return report.model_copy(update={"checks": [*report.checks, check]})
+
+
+def _rewriting_backends(market: Market) -> list:
+    """The market's translation backends that can shorten a dub line and can run here."""
+    from locpipe.backends.mt.base import get_mt_backend
+    from locpipe.errors import BackendUnavailable
+
+    found = []
+    for name in market.config.translation.backends:
+        try:
+            backend = get_mt_backend(name)
+            if backend.can_shorten:
+                backend.check_available()
+                found.append(backend)
+        except BackendUnavailable as exc:
+            log.info("%s cannot shorten dub lines here: %s", name, exc)
+    return found
+
+
+def asr_key_options(opts: ASROptions) -> dict:
+    """ASR options that change the transcript: thread count does not (``run --jobs 1`` and
+    ``watch`` with every core must share one cached transcription)."""
+    return {k: v for k, v in vars(opts).items() if k != "threads"}
 
 
 def _describe(exc: BaseException) -> str:

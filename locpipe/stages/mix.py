@@ -1,8 +1,12 @@
-"""Mix: the market's programme audio, with the dub over a ducked original, at the loudness target.
+"""Mix: the market's programme audio, the dub over the original's music and effects, at the loudness target.
 
-Without a dub the original track is only loudness-normalized. With a dub, the original is
-ducked under it by a sidechain compressor keyed by the dub (method "duck"; separating
-dialogue from music and effects comes later), the two are summed, and the sum is normalized.
+Without a dub the original track is only loudness-normalized. With a dub, the dub goes over
+the original's accompaniment (music and effects) when the separate stage split the original
+into vocals and accompaniment (method "separated", :mod:`locpipe.separation`): the original
+dialogue is gone, the music keeps its full level. When separation is unavailable (or the
+market sets ``dub.background: duck``) the original is ducked under the dub by a sidechain
+compressor keyed by the dub (method "duck"), and the result says why, for QC. Either way the
+two are summed and the sum is normalized.
 
 Loudness is two-pass so the gain is constant (no pumping): pass 1 measures, pass 2 applies
 loudnorm with the measured values and ``linear=true``. Linear mode is only possible when
@@ -118,6 +122,16 @@ def duck_graph(samples: int, gain_db: float, threshold: float, *, original: str 
     ])
 
 
+def separated_graph(samples: int, gain_db: float, *, accompaniment: str = "0:a:0", dub: str = "1:a:0") -> str:
+    """Filtergraph: the original's accompaniment at unity plus the dub at ``gain_db`` (no ducking)."""
+    return ";".join([
+        conform(accompaniment, "bed", samples),
+        conform(dub, "dubs", samples, mono_source=True),
+        f"[dubs]volume={gain_db:.2f}dB[dub]",
+        "[bed][dub]amix=inputs=2:duration=first:normalize=0[out]",
+    ])
+
+
 def needs_limiting(measured: Loudness, target: LoudnessTarget) -> bool:
     """Whether the linear gain would push true peaks over the ceiling (loudnorm would go dynamic)."""
     gain = target.integrated - measured.integrated
@@ -175,20 +189,26 @@ def _source_args(source_video: Path, duration: float) -> list[str]:
 
 
 def _render_premix(source_video: Path, dub_wav: Path | None, duck_db: float, samples: int, duration: float,
-                   dst: Path) -> None:
-    """Original (ducked under the dub when there is one) as 48 kHz float stereo, before loudness."""
+                   dst: Path, accompaniment: Path | None = None) -> None:
+    """Original (or its accompaniment) under the dub when there is one, as 48 kHz float stereo, before loudness."""
     src = _source_args(source_video, duration)
     if dub_wav is None:
         graph, inputs = conform("0:a:0", "out", samples), src
     else:
         original = Loudness(-99.0, -99.0, 0.0, -70.0) if "lavfi" in src else measure_loudness(source_video)
         dub = measure_loudness(dub_wav)
-        audio, rate = _read_wav_mono(dub_wav)
         gain = dub_gain_db(original.integrated, dub.integrated)
-        threshold = duck_threshold(active_rms_db(audio, rate), duck_db)
-        log.info("mix: original %.1f LUFS, dub %.1f LUFS -> dub gain %+.1f dB, duck threshold %.4f",
-                 original.integrated, dub.integrated, gain, threshold)
-        graph, inputs = duck_graph(samples, gain, threshold), [*src, "-i", str(dub_wav)]
+        if accompaniment is not None:
+            # the dub takes the original dialogue's place: same loudness basis, no ducking
+            log.info("mix: original %.1f LUFS, dub %.1f LUFS -> dub gain %+.1f dB over the separated accompaniment",
+                     original.integrated, dub.integrated, gain)
+            graph, inputs = separated_graph(samples, gain), ["-i", str(accompaniment), "-i", str(dub_wav)]
+        else:
+            audio, rate = _read_wav_mono(dub_wav)
+            threshold = duck_threshold(active_rms_db(audio, rate), duck_db)
+            log.info("mix: original %.1f LUFS, dub %.1f LUFS -> dub gain %+.1f dB, duck threshold %.4f",
+                     original.integrated, dub.integrated, gain, threshold)
+            graph, inputs = duck_graph(samples, gain, threshold), [*src, "-i", str(dub_wav)]
     run_ffmpeg([*inputs, "-filter_complex", graph, "-map", "[out]", "-c:a", "pcm_f32le", str(dst)],
                what=f"mix of {source_video.name}")
 
@@ -233,8 +253,14 @@ def normalize_loudness(src: Path, dst: Path, target: LoudnessTarget, samples: in
 
 
 def mix_audio(source_video: Path, dub: DubTrack | None, dub_dir: Path | None, market: Market, duration: float,
-              out_dir: Path) -> MixResult:
-    """Programme audio for ``market``: ``mix.wav``, 48 kHz stereo, exactly ``duration`` seconds."""
+              out_dir: Path, *, accompaniment: Path | None = None, background_note: str = "") -> MixResult:
+    """Programme audio for ``market``: ``mix.wav``, 48 kHz stereo, exactly ``duration`` seconds.
+
+    ``accompaniment``: the original's separated music and effects; the dub is mixed over it
+    instead of over the ducked original. ``background_note`` says why there is none (for QC).
+    """
+    if accompaniment is not None and not accompaniment.exists():
+        raise StageError("mix", f"separated accompaniment missing: {accompaniment}")
     if duration <= 0:
         raise StageError("mix", f"duration must be positive, got {duration}")
     dub_wav = None
@@ -246,11 +272,14 @@ def mix_audio(source_video: Path, dub: DubTrack | None, dub_dir: Path | None, ma
             raise StageError("mix", f"dub audio missing: {dub_wav}")
     samples = int(round(duration * SAMPLE_RATE))
     target = market.config.loudness
-    result = MixResult(method="duck" if dub_wav else "original", measured_lufs=-99.0, measured_true_peak=-99.0,
-                       target_lufs=target.integrated)
+    separated = dub_wav is not None and accompaniment is not None
+    method = "separated" if separated else "duck" if dub_wav else "original"
+    result = MixResult(method=method, measured_lufs=-99.0, measured_true_peak=-99.0, target_lufs=target.integrated,
+                       background_note=background_note if method == "duck" else "")
     premix = out_dir / ".premix.wav"
     try:
-        _render_premix(source_video, dub_wav, market.config.dub.duck_db, samples, duration, premix)
+        _render_premix(source_video, dub_wav, market.config.dub.duck_db, samples, duration, premix,
+                       accompaniment if separated else None)
         measured = normalize_loudness(premix, out_dir / result.wav, target, samples)
     finally:
         premix.unlink(missing_ok=True)

@@ -65,12 +65,28 @@ def check_dub(dub: DubTrack | None) -> list[QCCheck]:
     fit = sum(1 for ln in spoken if ln.outcome in ("fit", "stretched"))
     share = fit / len(spoken) if spoken else 1.0
     unspoken = [ln for ln in dub.lines if ln.note]
+    rewritten = [ln for ln in dub.lines if ln.rewritten_from]
     return [
+        QCCheck(name="dub_rewrites", passed=True, value=len(rewritten),
+                detail="; ".join(f"cue {ln.cue_index} ({ln.rewritten_by}): {ln.rewritten_from!r} -> {ln.text!r}"
+                                 for ln in rewritten[:5])),
         QCCheck(name="dub_fit", passed=share >= 0.98, value=round(share, 3), target=">= 0.98",
                 detail=f"{len(spoken) - fit} overflow line(s); voice {dub.voice}"),
         QCCheck(name="dub_unspeakable_lines", passed=not unspoken, value=len(unspoken), target="0",
                 detail="; ".join(f"cue {ln.cue_index}: {ln.note}" for ln in unspoken[:5])),
+        *check_dub_voice(dub),
     ]
+
+
+def check_dub_voice(dub: DubTrack) -> list[QCCheck]:
+    """A robotic fallback voice ("low") or no voice at all ("none") must not ship unnoticed."""
+    if not dub.quality:  # artifacts from before voices carried a quality label
+        return []
+    labels = {"low": "low quality: robotic fallback voice", "none": "no dub: no voice speaks the language",
+              "accented": "accented: the voice was not trained on this language"}
+    detail = "; ".join([labels.get(dub.quality, dub.quality), *dub.notes])
+    return [QCCheck(name="dub_voice_quality", passed=dub.quality not in ("low", "none"), value=dub.quality,
+                    target="natural or accented", detail=f"{dub.backend}:{dub.voice} - {detail}")]
 
 
 def check_transcript(transcript: Transcript) -> list[QCCheck]:

@@ -22,6 +22,7 @@ from locpipe.config import Market, RenderProfile
 from locpipe.media.ass import build_ass, write_ass
 from locpipe.media.ffmpeg import escape_filter_value, run_ffmpeg
 from locpipe.stages.watermark_visible import plan_visible_watermark
+from locpipe.watermark.forensic import ForensicGraph, ForensicSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ BT709_TAGS = "range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709"
 MASK_SIGMA = 24
 MASK_DARKEN = -0.12
 ASS_NAME = "burn.ass"
+#: ffmpeg input number of the forensic pattern clip (after the source and the mix)
+FORENSIC_INPUT = 2
 VIDEO_NAME = "export.mp4"
 
 
@@ -175,8 +178,9 @@ def mask_graph(source_subs: SourceSubtitles, source: MediaInfo, src: str, out: s
 
 
 def video_graph(source: MediaInfo, profile: RenderProfile, ass_path: Path, *, matrix: str = "bt709",
-                source_subs: SourceSubtitles | None = None) -> str:
-    """Source video -> [v]: source-subtitle mask, rate, reframe, BT.709 tags, burned ASS, 4:2:0.
+                source_subs: SourceSubtitles | None = None, forensic: ForensicGraph | None = None) -> str:
+    """Source video -> [v]: source-subtitle mask, rate, reframe, BT.709 tags, burned ASS, 4:2:0,
+    and last (on the finished picture, right before the encoder) the forensic mark.
 
     The tags are set on the frames, not only as encoder options: ffmpeg takes primaries
     and transfer from the frames and would write "unknown" for an untagged source.
@@ -188,6 +192,8 @@ def video_graph(source: MediaInfo, profile: RenderProfile, ass_path: Path, *, ma
     src = "vf" if fps else first
     reframe = reframe_graph(profile, source.display_width, source.display_height, src, "vr", matrix=matrix)
     burn = f"ass=filename={escape_filter_value(str(ass_path))}"
+    if forensic is not None:
+        return f"{head}{reframe};[vr]setparams={BT709_TAGS},{burn},format=yuv420p[vpre];{forensic.fragment}"
     return f"{head}{reframe};[vr]setparams={BT709_TAGS},{burn},format=yuv420p[v]"
 
 
@@ -199,15 +205,21 @@ def audio_graph(sample_rate: int) -> str:
 
 
 def ffmpeg_args(source: MediaInfo, audio_wav: Path, ass_path: Path, profile: RenderProfile,
-                out_path: Path, *, matrix: str = "bt709", source_subs: SourceSubtitles | None = None) -> list[str]:
-    """The full ffmpeg argument list (binary and global flags are added by run_ffmpeg)."""
+                out_path: Path, *, matrix: str = "bt709", source_subs: SourceSubtitles | None = None,
+                forensic: ForensicGraph | None = None) -> list[str]:
+    """The full ffmpeg argument list (binary and global flags are added by run_ffmpeg).
+
+    ``forensic`` (from forensic_graph with ``input_index=FORENSIC_INPUT``, ``in_label="vpre"``,
+    ``out_label="v"``) adds the pattern clip as the third input and blends it in last.
+    """
     fps = output_fps(profile, source.fps) or source.fps
     gop = str(gop_frames(fps))
-    video = video_graph(source, profile, ass_path, matrix=matrix, source_subs=source_subs)
+    video = video_graph(source, profile, ass_path, matrix=matrix, source_subs=source_subs, forensic=forensic)
     graph = f"{video};{audio_graph(profile.audio_sample_rate)}"
     return [
         "-autorotate", "-i", source.path,
         "-i", str(audio_wav),
+        *(forensic.input_args if forensic else []),
         "-filter_complex", graph,
         "-map", "[v]", "-map", "[a]",
         "-t", f"{source.duration:.3f}",
@@ -228,11 +240,14 @@ def ffmpeg_args(source: MediaInfo, audio_wav: Path, ass_path: Path, profile: Ren
 
 def render_export(source: MediaInfo, audio_wav: Path, track: SubtitleTrack, track_dir: Path, market: Market, *,
                   episode: str, distributor: str, export_id: str, out_dir: Path,
-                  source_subs: SourceSubtitles | None = None) -> RenderResult:
+                  source_subs: SourceSubtitles | None = None, forensic: ForensicSpec | None = None) -> RenderResult:
     """Render one market's export into ``out_dir`` (export.mp4, export.srt/.vtt, burn.ass).
 
     With ``source_subs`` (see stages.source_subs) the source's burned-in subtitles are
     blurred while they show, so our subtitles do not land on top of readable Chinese.
+    With ``forensic`` (the pipeline passes it when the profile has ``forensic_watermark``)
+    a payload is issued in the ledger and its invisible mark blended into the picture; a
+    failed render withdraws the payload again.
 
     The MP4 is written under a temporary name and renamed when complete, so a killed run
     never leaves a truncated ``export.mp4`` that looks finished.
@@ -246,14 +261,23 @@ def render_export(source: MediaInfo, audio_wav: Path, track: SubtitleTrack, trac
     final = out_dir / VIDEO_NAME
     partial = out_dir / f".{VIDEO_NAME}.{os.getpid()}.partial"
     matrix = input_matrix(tagged_matrix(Path(source.path)), source.width, source.height)
-    args = ffmpeg_args(source, audio_wav, ass_path, profile, partial, matrix=matrix, source_subs=source_subs)
+    issued = _issue_forensic(forensic, market, episode=episode, distributor=distributor, export_id=export_id,
+                             out_dir=out_dir)
+    graph = issued[1] if issued else None
+    args = ffmpeg_args(source, audio_wav, ass_path, profile, partial, matrix=matrix, source_subs=source_subs,
+                       forensic=graph)
     log.info("rendering %s for %s (%s, %dx%d)", episode, market.code, profile.reframe, profile.width, profile.height)
     t0 = time.monotonic()
     try:
         run_ffmpeg(args, env=font_env(), what=f"render of {episode} for {market.code}")
     except BaseException:
         partial.unlink(missing_ok=True)
+        if issued:
+            _withdraw_forensic(forensic, issued[0])
         raise
+    finally:
+        if graph:
+            graph.pattern.unlink(missing_ok=True)
     seconds = time.monotonic() - t0
     os.replace(partial, final)
     log.info("rendered %s in %.1f s", final, seconds)
@@ -264,7 +288,32 @@ def render_export(source: MediaInfo, audio_wav: Path, track: SubtitleTrack, trac
         export_id=export_id,
         watermark_text=mark.text if mark else "",
         ffmpeg_seconds=round(seconds, 3),
+        forensic_payload=issued[0].hex if issued else "",
     )
+
+
+def _issue_forensic(spec: ForensicSpec | None, market: Market, *, episode: str, distributor: str, export_id: str,
+                    out_dir: Path):
+    """Issue a payload in the ledger and write its pattern clip: (payload, graph) or None."""
+    if spec is None:
+        return None
+    from locpipe.watermark.forensic import forensic_graph
+    from locpipe.watermark.ledger import Ledger
+
+    payload = Ledger(spec.ledger).issue(distributor=distributor, market=market.code, episode=episode,
+                                        export_id=export_id, file=spec.export_file)
+    graph = forensic_graph(payload, width=market.profile.width, height=market.profile.height, key=spec.key,
+                           work_dir=out_dir, input_index=FORENSIC_INPUT, in_label="vpre", out_label="v")
+    return payload, graph
+
+
+def _withdraw_forensic(spec: ForensicSpec, payload) -> None:
+    from locpipe.watermark.ledger import Ledger
+
+    try:
+        Ledger(spec.ledger).withdraw(payload)
+    except Exception as exc:  # the render's own error matters more
+        log.warning("could not withdraw forensic payload %s from %s: %s", payload.hex, spec.ledger, exc)
 
 
 def tagged_matrix(path: Path) -> int | None:

@@ -24,9 +24,12 @@ import numpy as np
 
 from locpipe.artifacts import DubLine, DubTrack, Translation
 from locpipe.backends.tts.base import TTSBackend, UnspeakableText
+from locpipe.backends.tts.select import VoiceChoice
 from locpipe.config import Market
-from locpipe.errors import StageError
+from locpipe.errors import BackendUnavailable, StageError
 from locpipe.media.ffmpeg import run_ffmpeg
+from locpipe.stages.condense import Rewrite, ShortenFn, char_budget
+from locpipe.voices import VoiceStyle
 
 log = logging.getLogger(__name__)
 
@@ -217,27 +220,90 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     tmp.replace(path)
 
 
-def _voice_for(market: Market, tts: TTSBackend, language: str) -> str:
-    """The market's voice name, checked against the backend and the translation's language."""
-    backend_name, _, voice = market.config.dub.voice.partition(":")
+def _voice_for(market: Market, tts: TTSBackend, language: str, spec: str | None = None) -> str:
+    """The voice name (``spec``, else the market's), checked against the backend and the language.
+
+    A market without a voice gets the backend's first voice for the language.
+    """
+    spec = spec or market.config.dub.voice
+    if spec is None:
+        voices = tts.voices_for(language)
+        if not voices:
+            raise StageError("synthesize", f"TTS backend {tts.name!r} has no voice for {language}")
+        spec = f"{tts.name}:{voices[0].name}"
+    backend_name, _, voice = spec.partition(":")
     if backend_name != tts.name:
-        raise StageError("synthesize", f"market {market.code} wants voice {market.config.dub.voice!r} "
+        raise StageError("synthesize", f"market {market.code} wants voice {spec!r} "
                                        f"but the TTS backend given is {tts.name!r}")
     info = tts.voice_info(voice)
     if info.base_language != language.split("-")[0].lower():
-        raise StageError("synthesize", f"voice {market.config.dub.voice!r} speaks {info.language}, "
+        raise StageError("synthesize", f"voice {spec!r} speaks {info.language}, "
                                        f"the translation is {language}")
     return voice
 
 
+def silent_dub(translation: Translation, episode_duration: float, out_dir: Path, choice: VoiceChoice) -> DubTrack:
+    """No voice speaks the language here: a silent ``dub.wav`` and every line skipped with the reason.
+
+    The pipeline then mixes the original audio as if the market had no dub, and QC shows why.
+    """
+    sr = 24000
+    reason = "; ".join(choice.notes) or f"no voice for {translation.language}"
+    lines = [DubLine(cue_index=c.index, text=c.text, slot_start=round(c.start, 3), slot_end=round(c.start, 3),
+                     speech_seconds=0.0, stretch=1.0, placed_start=round(c.start, 3), placed_end=round(c.start, 3),
+                     outcome="skipped", note=f"not dubbed: {reason}" if c.text.strip() else "")
+             for c in sorted(translation.cues, key=lambda c: c.start)]
+    result = DubTrack(language=translation.language, voice="", backend="none", sample_rate=sr, lines=lines,
+                      quality="none", notes=list(choice.notes))
+    write_wav(out_dir / result.wav, np.zeros(max(1, int(round(episode_duration * sr))), dtype=np.float32), sr)
+    return result
+
+
+def _speak_cue(text: str, index: int, tts: TTSBackend, voice: str, sr: int, speakers: dict[int, str] | None,
+               voices: dict[str, VoiceStyle] | None, backends: dict) -> tuple[np.ndarray, str]:
+    """Voice selection for one cue: its speaker's cast voice (locpipe.voices), else the market's.
+
+    Returns the audio at ``sr`` and the voice that spoke it. A cast voice that cannot speak
+    here falls back to the market's voice with a warning: a casting slip never costs a line.
+    """
+    speaker = (speakers or {}).get(index)
+    style = (voices or {}).get(speaker or "")
+    if style is None:
+        return tts.synthesize(text, voice), f"{tts.name}:{voice}"
+    from locpipe.voices import speak
+
+    backends.setdefault(tts.name, tts)
+    try:
+        return speak(style, text, sr, backends), style.describe()
+    except BackendUnavailable as exc:
+        log.warning("cue %d: voice %s for %s unavailable (%s); using %s:%s", index, style.describe(), speaker, exc,
+                    tts.name, voice)
+        return tts.synthesize(text, voice), f"{tts.name}:{voice}"
+
+
 def synthesize_dub(translation: Translation, market: Market, episode_duration: float, out_dir: Path,
-                   tts: TTSBackend) -> DubTrack:
-    """Speak every translated cue, fit each into its slot, write ``dub.wav`` for the whole episode."""
-    voice = _voice_for(market, tts, translation.language)
+                   tts: TTSBackend | None, choice: VoiceChoice | None = None, *,
+                   speakers: dict[int, str] | None = None, voices: dict[str, VoiceStyle] | None = None,
+                   shorten: ShortenFn | None = None) -> DubTrack:
+    """Speak every translated cue, fit each into its slot, write ``dub.wav`` for the whole episode.
+
+    ``choice`` (from locpipe.backends.tts.select.choose_voice) names the voice and carries the
+    quality label and fallback notes into the DubTrack for QC; without it the market's
+    ``dub.voice`` is used with ``tts``. ``speakers`` (cue index -> speaker label) and
+    ``voices`` (speaker label -> VoiceStyle) give each character its own voice; cues of
+    speakers without one use the market's voice. ``shorten`` (locpipe.stages.condense) gives
+    a shorter rendering of a line that overflows its slot even at the stretch cap; the line
+    is spoken again from it and re-fitted (subtitles keep the full translation).
+    """
+    if choice is not None and (choice.backend is None or tts is None):
+        return silent_dub(translation, episode_duration, out_dir, choice)
+    voice = _voice_for(market, tts, translation.language, choice.spec if choice else None)
     sr = tts.sample_rate(voice)
     cues = sorted(translation.cues, key=lambda c: c.start)
     speech: list[np.ndarray] = []
     notes: dict[int, str] = {}
+    spoken_by: dict[int, str] = {}
+    backends: dict = {}
     synth_seconds = 0.0
     for cue in cues:
         if not cue.text.strip():
@@ -245,7 +311,7 @@ def synthesize_dub(translation: Translation, market: Market, episode_duration: f
             continue
         t0 = time.perf_counter()
         try:
-            audio = tts.synthesize(cue.text, voice)
+            audio, spoken_by[cue.index] = _speak_cue(cue.text, cue.index, tts, voice, sr, speakers, voices, backends)
         except UnspeakableText as exc:  # one bad line must not cost the episode its dub: flag it
             log.warning("cue %d not dubbed: %s", cue.index, exc)
             notes[cue.index] = str(exc)
@@ -257,8 +323,28 @@ def synthesize_dub(translation: Translation, market: Market, episode_duration: f
     log.info("synthesized %d lines, %.1f s of speech in %.1f s (RTF %.3f) with %s:%s", sum(a.size > 0 for a in speech),
              spoken, synth_seconds, synth_seconds / spoken if spoken else 0.0, tts.name, voice)
 
-    fits = plan_lines([(c.start, a.size / sr) for c, a in zip(cues, speech)], episode_duration,
-                      market.config.dub.max_stretch)
+    max_stretch = market.config.dub.max_stretch
+    fits = plan_lines([(c.start, a.size / sr) for c, a in zip(cues, speech)], episode_duration, max_stretch)
+    rewrites: dict[int, Rewrite] = {}
+    if shorten is not None:
+        for i in [i for i, f in enumerate(fits) if f.outcome == "overflow" and speech[i].size]:
+            cue, fit = cues[i], fits[i]
+            budget = char_budget(cue.text, fit.speech_seconds, fit.slot_end - fit.slot_start, max_stretch)
+            rewrite = shorten(cue.index, cue.source_text, cue.text, budget)
+            if rewrite is None:
+                continue
+            try:
+                audio, spoken_by[cue.index] = _speak_cue(rewrite.text, cue.index, tts, voice, sr, speakers, voices,
+                                                         backends)
+            except UnspeakableText as exc:
+                log.warning("cue %d: rewrite %r not spoken (%s); keeping the overflow", cue.index, rewrite.text, exc)
+                continue
+            speech[i] = trim_silence(audio, sr) * np.float32(LINE_PEAK)
+            rewrites[cue.index] = rewrite
+            log.info("cue %d rewritten by %s to fit %.2f s: %r -> %r", cue.index, rewrite.by,
+                     fit.slot_end - fit.slot_start, cue.text, rewrite.text)
+        if rewrites:
+            fits = plan_lines([(c.start, a.size / sr) for c, a in zip(cues, speech)], episode_duration, max_stretch)
     track = np.zeros(max(1, int(round(episode_duration * sr))), dtype=np.float32)
     lines: list[DubLine] = []
     with tempfile.TemporaryDirectory(prefix="stretch-", dir=out_dir) as tmp:
@@ -271,11 +357,18 @@ def synthesize_dub(translation: Translation, market: Market, episode_duration: f
             if fit.outcome == "overflow":
                 log.warning("cue %d: %.2f s of speech does not fit %.2f s even at x%.2f; cut",
                             cue.index, fit.speech_seconds, fit.slot_end - fit.slot_start, fit.stretch)
-            lines.append(DubLine(cue_index=cue.index, text=cue.text, slot_start=round(fit.slot_start, 3),
+            rewrite = rewrites.get(cue.index)
+            lines.append(DubLine(cue_index=cue.index, text=rewrite.text if rewrite else cue.text,
+                                 rewritten_from=cue.text if rewrite else "", rewritten_by=rewrite.by if rewrite else "",
+                                 slot_start=round(fit.slot_start, 3),
                                  slot_end=round(fit.slot_end, 3), speech_seconds=round(fit.speech_seconds, 3),
                                  stretch=round(fit.stretch, 4), placed_start=round(fit.placed_start, 3),
                                  placed_end=round(fit.placed_end, 3), outcome=fit.outcome,  # type: ignore[arg-type]
-                                 note=notes.get(cue.index, "")))
-    result = DubTrack(language=translation.language, voice=voice, backend=tts.name, sample_rate=sr, lines=lines)
+                                 note=notes.get(cue.index, ""), speaker=(speakers or {}).get(cue.index),
+                                 voice=spoken_by.get(cue.index, "")))
+    result = DubTrack(language=translation.language, voice=voice, backend=tts.name, sample_rate=sr, lines=lines,
+                      quality=choice.quality if choice else tts.voice_quality(voice),
+                      notes=list(choice.notes) if choice else [],
+                      voices={label: style.describe() for label, style in (voices or {}).items()})
     write_wav(out_dir / result.wav, track, sr)
     return result

@@ -59,7 +59,7 @@ def register(name: str):
 
 def get_asr_backend(name: str, options: ASROptions) -> ASRBackend:
     # import backends for their registration side effect
-    from locpipe.backends.asr import faster_whisper_asr  # noqa: F401
+    from locpipe.backends.asr import faster_whisper_asr, openai_whisper_asr  # noqa: F401
 
     try:
         factory = ASR_BACKENDS[name]

@@ -62,6 +62,14 @@ class TranslationBackend(ABC):
     def translate(self, request: TranslationRequest) -> list[str]:
         """One translated text per request cue, same order, same count."""
 
+    #: whether :meth:`shorten` can rewrite a line to a length budget (the dub's last resort
+    #: before a line overflows its slot)
+    can_shorten: bool = False
+
+    def shorten(self, source: str, text: str, target_lang: str, max_chars: int) -> str | None:
+        """A rendering of ``source`` no longer than ``max_chars``, or None when it cannot."""
+        return None
+
 
 MT_BACKENDS: dict[str, Callable[[], TranslationBackend]] = {}
 

@@ -117,6 +117,11 @@ def split_scenes(cues: list[Cue]) -> list[list[int]]:
     return scenes
 
 
+def max_characters_hint(max_chars: int) -> int:
+    """Models overshoot character limits: ask for a little less than the budget."""
+    return max(1, int(max_chars * 0.9))
+
+
 @dataclass(frozen=True)
 class ChatSettings:
     url: str
@@ -226,6 +231,22 @@ class OpenAIChatBackend(TranslationBackend):
             for p, t in zip(positions, texts, strict=True):
                 out[p] = t
         return [t if t is not None else "" for t in out]
+
+    can_shorten = True
+
+    def shorten(self, source: str, text: str, target_lang: str, max_chars: int) -> str | None:
+        """Ask for a dub line of at most ``max_chars`` that keeps the meaning (validated JSON)."""
+        language = LANGUAGE_NAMES.get(target_lang, target_lang)
+        system = (f"You shorten {language} dubbing lines of a short drama so they fit the actor's mouth "
+                  'time. Keep names, meaning and tone. Answer only {"lines": [{"id": 1, "text": "..."}]}.')
+        user = {"role": "user", "content": json.dumps({
+            "source": source, "current": text, "max_characters": max_chars,
+            "task": f"Rewrite 'current' in {language} in at most {max_characters_hint(max_chars)} characters."},
+            ensure_ascii=False)}
+        got = self._ask(system, user, [1], self.settings.repairs)
+        if not got or len(got[0]) > max_chars * 1.1:
+            return None
+        return got[0]
 
     def _ask(self, system: str, user: dict, ids: list[int], repairs: int) -> list[str] | None:
         messages = [{"role": "system", "content": system}, user]

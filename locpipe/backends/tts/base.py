@@ -14,10 +14,15 @@ from __future__ import annotations
 import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from locpipe.errors import BackendUnavailable, LocpipeError
+
+
+#: quality labels, best first; QC flags "low" (and "none": no voice at all)
+QUALITY_LABELS = ("natural", "accented", "low")
 
 
 class UnspeakableText(LocpipeError, ValueError):
@@ -48,6 +53,9 @@ class TTSBackend(ABC):
     name: str = ""
     #: whether the backend can speak in a voice cloned from a reference clip
     can_clone: bool = False
+    #: what a listener hears, for QC: "natural", "accented" (a voice speaking a language it
+    #: was not trained on) or "low" (robotic fallback); see QUALITY_LABELS
+    quality: str = "natural"
 
     @property
     @abstractmethod
@@ -64,6 +72,43 @@ class TTSBackend(ABC):
         """Base language codes the installed voices cover."""
         return sorted({v.base_language for v in self.voices.values()})
 
+    def voices_for(self, language: str) -> list[VoiceInfo]:
+        """Voices speaking ``language`` (BCP-47), exact tag matches first, then the same base language.
+
+        Order is stable (by name), so the first entry is a deterministic default for a market.
+        """
+        tag = language.replace("_", "-").lower()
+        base = tag.split("-")[0]
+        voices = sorted(self.voices.values(), key=lambda v: v.name)
+        exact = [v for v in voices if v.language.replace("_", "-").lower() == tag]
+        return exact + [v for v in voices if v.base_language == base and v not in exact]
+
+    def voice_quality(self, voice: str) -> str:
+        """Quality label of one voice for QC; backends whose voices differ override this."""
+        self.voice_info(voice)
+        return self.quality
+
+    def unavailable_reason(self, language: str) -> str | None:
+        """Why this backend cannot speak ``language`` here (missing package, no voice), or None.
+
+        Cheap: checks imports and the voice table, never loads a model. The voice selector
+        uses it to walk a market's fallback chain.
+        """
+        try:
+            if not self.voices_for(language):
+                return f"{self.name}: no voice for {language} (has {', '.join(self.languages) or 'none'})"
+        except BackendUnavailable as exc:
+            return str(exc)
+        return None
+
+    def clone_voice(self, reference: Path, language: str) -> str:
+        """Register a voice cloned from ``reference`` (a clean vocal clip); returns its voice name.
+
+        Only backends with ``can_clone`` implement this; the name then works with ``synthesize``.
+        """
+        raise BackendUnavailable(f"TTS backend {self.name!r} cannot clone voices; use one with can_clone "
+                                 f"(coqui-xtts)")
+
     def voice_info(self, voice: str) -> VoiceInfo:
         """The voice's facts; unknown names fail listing what exists."""
         try:
@@ -77,15 +122,19 @@ class TTSBackend(ABC):
         """Sample rate of the audio ``synthesize`` returns for ``voice`` (voices differ)."""
         return self.voice_info(voice).sample_rate
 
-    def synthesize(self, text: str, voice: str) -> np.ndarray:
+    def synthesize(self, text: str, voice: str, params: dict[str, float] | None = None) -> np.ndarray:
         """Speak ``text`` with ``voice``: mono float32 in [-1, 1] at ``sample_rate(voice)``.
 
         Checks the input first (every backend gets the same guarantees), then calls the
-        engine. Leading/trailing silence is left in; the dub stage trims it.
+        engine. Leading/trailing silence is left in; the dub stage trims it. ``params`` are
+        engine speaking parameters (Piper: length_scale, noise_scale, noise_w_scale) that
+        make one voice sound like several characters (locpipe.voices); engines without
+        such parameters ignore them.
         """
         info = self.voice_info(voice)
         text = check_speakable(text, info)
-        audio = np.asarray(self._synthesize(text, info), dtype=np.float32).reshape(-1)
+        raw = self._synthesize_with(text, info, params) if params else self._synthesize(text, info)
+        audio = np.asarray(raw, dtype=np.float32).reshape(-1)
         if audio.size == 0:
             raise UnspeakableText(f"{self.name}:{voice} produced no audio for {text!r}")
         return np.clip(audio, -1.0, 1.0)
@@ -93,6 +142,10 @@ class TTSBackend(ABC):
     @abstractmethod
     def _synthesize(self, text: str, voice: VoiceInfo) -> np.ndarray:
         """Engine call for already-checked text; returns mono audio at ``voice.sample_rate``."""
+
+    def _synthesize_with(self, text: str, voice: VoiceInfo, params: dict[str, float]) -> np.ndarray:
+        """Engine call with speaking parameters; the default ignores them (engines without any)."""
+        return self._synthesize(text, voice)
 
 
 # --------------------------------------------------------------------------- input checks
@@ -185,6 +238,13 @@ def register(name: str):
 def _load_registry() -> None:
     # import backends for their registration side effect
     from locpipe.backends.tts import piper_tts  # noqa: F401
+    from locpipe.backends.tts import coqui_tts, espeak_tts, kokoro_tts  # noqa: F401
+
+
+def backend_names() -> list[str]:
+    """Names of every registered TTS backend (whether or not it can run here)."""
+    _load_registry()
+    return sorted(TTS_BACKENDS)
 
 
 def get_tts_backend(name: str) -> TTSBackend:

@@ -28,6 +28,10 @@ PACKAGED_VOICES: dict[str, tuple[VoiceInfo, str]] = {
     ),
 }
 
+#: Piper speaking parameters a voice style may set (locpipe.voices): speaking rate and the
+#: two noise scales that change how lively the voice sounds
+PIPER_PARAMS = ("length_scale", "noise_scale", "noise_w_scale")
+
 #: pause put between the sentences Piper synthesizes separately (it returns one chunk each)
 SENTENCE_PAUSE = 0.12
 
@@ -81,10 +85,19 @@ class PiperTTS(TTSBackend):
         return voice
 
     def _synthesize(self, text: str, voice: VoiceInfo) -> np.ndarray:
+        return self._synthesize_with(text, voice, {})
+
+    def _synthesize_with(self, text: str, voice: VoiceInfo, params: dict[str, float]) -> np.ndarray:
+        """``params``: SynthesisConfig fields (length_scale, noise_scale, noise_w_scale); others ignored."""
         engine = self._voice(voice.name)
+        config = None
+        if params:
+            from piper import SynthesisConfig
+
+            config = SynthesisConfig(**{k: float(v) for k, v in params.items() if k in PIPER_PARAMS})
         pause = np.zeros(int(SENTENCE_PAUSE * voice.sample_rate), dtype=np.float32)
         parts: list[np.ndarray] = []
-        for chunk in engine.synthesize(text):
+        for chunk in engine.synthesize(text, syn_config=config):
             if parts:
                 parts.append(pause)
             parts.append(chunk.audio_float_array)

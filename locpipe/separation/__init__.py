@@ -1,0 +1,1 @@
+"""Vocals / accompaniment separation (Spleeter 2-stem weights, rebuilt without TensorFlow)."""

@@ -1,0 +1,122 @@
+"""Shorter renderings of dub lines that do not fit their slot even at the stretch cap.
+
+Dubbing studios rewrite a line to fit the mouth before they speed it up into mush. The
+order here (see synthesize.synthesize_dub): ask a translation backend that can rewrite
+(the LLM chat backend, with the source line and a character budget), else apply
+deterministic condensing rules (contractions, fillers, hedges), else leave the line and
+let QC flag the overflow. Subtitles keep the full translation: only the dub changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from locpipe.errors import LocpipeError
+
+log = logging.getLogger(__name__)
+
+#: bumped when the rules change (part of the synthesize stage key)
+RULES_VERSION = 1
+#: rewrites must reach this share of the budget to be worth a second synthesis
+MIN_GAIN = 0.9
+
+#: (pattern, replacement) applied in order; case-insensitive, first letter case kept
+_EN_CONTRACTIONS = [
+    (r"\bI am\b", "I'm"), (r"\byou are\b", "you're"), (r"\bwe are\b", "we're"), (r"\bthey are\b", "they're"),
+    (r"\bhe is\b", "he's"), (r"\bshe is\b", "she's"), (r"\bit is\b", "it's"), (r"\bthat is\b", "that's"),
+    (r"\bwhat is\b", "what's"), (r"\bthere is\b", "there's"), (r"\bdo not\b", "don't"),
+    (r"\bdoes not\b", "doesn't"), (r"\bdid not\b", "didn't"), (r"\bis not\b", "isn't"),
+    (r"\bare not\b", "aren't"), (r"\bwas not\b", "wasn't"), (r"\bwere not\b", "weren't"),
+    (r"\bhave not\b", "haven't"), (r"\bhas not\b", "hasn't"), (r"\bwill not\b", "won't"),
+    (r"\bcannot\b", "can't"), (r"\bcan not\b", "can't"), (r"\bwould not\b", "wouldn't"),
+    (r"\bshould not\b", "shouldn't"), (r"\bI will\b", "I'll"), (r"\byou will\b", "you'll"),
+    (r"\bwe will\b", "we'll"), (r"\bI have\b(?! to)", "I've"), (r"\bI would\b", "I'd"),
+    (r"\blet us\b", "let's"), (r"\bgoing to\b", "gonna"),
+]
+#: words and openers that carry no meaning a viewer misses in a dub
+_EN_FILLERS = [
+    r"^(?:well|okay|ok|so|oh|um|uh|hmm|look|listen|you know|I mean)\s*[,.]\s*",
+    r",?\s*\byou know\b,?", r",?\s*\bI mean\b,?", r"\b(?:really|actually|just|definitely|certainly|basically|"
+    r"literally|totally|simply)\s+",
+]
+_ES_PT_FILLERS = [r"^(?:bueno|pues|mira|oye|bem|olha|então|entonces)\s*[,.]\s*"]
+_ID_FILLERS = [r"^(?:nah|jadi|eh|ya)\s*[,.]\s*"]
+RULES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
+    "en": (_EN_CONTRACTIONS, _EN_FILLERS),
+    "es": ([], _ES_PT_FILLERS),
+    "pt": ([], _ES_PT_FILLERS),
+    "id": ([], _ID_FILLERS),
+}
+
+
+def _keep_case(match: re.Match, replacement: str) -> str:
+    text = match.group(0)
+    return replacement[:1].upper() + replacement[1:] if text[:1].isupper() else replacement
+
+
+def condense(text: str, language: str) -> str:
+    """``text`` with the language's condensing rules applied (unchanged where none exist).
+
+    Pure and deterministic: the same line always condenses the same way, so the dub is
+    reproducible and cacheable.
+    """
+    contractions, fillers = RULES.get(language.split("-")[0].lower(), ([], []))
+    out = text
+    for pattern in fillers:
+        out = re.sub(pattern, "", out, flags=re.IGNORECASE)
+    for pattern, repl in contractions:
+        out = re.sub(pattern, lambda m, r=repl: _keep_case(m, r), out, flags=re.IGNORECASE)
+    out = re.sub(r"\s{2,}", " ", out).strip(" ,")
+    out = re.sub(r"\s+([,.!?])", r"\1", out)
+    if out and text[:1].isupper():
+        out = out[:1].upper() + out[1:]
+    return out or text
+
+
+def char_budget(text: str, speech_seconds: float, available_seconds: float, max_stretch: float) -> int:
+    """Characters the line may have to fit ``available_seconds`` at the stretch cap.
+
+    Speech length scales with text length closely enough for a target (the synthesis after
+    the rewrite is what decides).
+    """
+    if speech_seconds <= 0:
+        return len(text)
+    ratio = available_seconds * max_stretch / speech_seconds
+    return max(1, int(len(text) * min(ratio, 1.0)))
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    text: str
+    #: who rewrote it: "llm", "rules"
+    by: str
+
+
+#: (cue index, source text, current text, character budget) -> shorter text or None
+ShortenFn = Callable[[int, str, str, int], "Rewrite | None"]
+
+
+def make_shortener(language: str, backends: list) -> ShortenFn:
+    """Try each backend's ``shorten`` (those that can rewrite), then the condensing rules.
+
+    A backend failure never costs the line: it is logged and the next option tried.
+    """
+
+    def shorten(index: int, source: str, text: str, budget: int) -> Rewrite | None:
+        for backend in backends:
+            try:
+                candidate = backend.shorten(source, text, language, budget)
+            except LocpipeError as exc:
+                log.warning("cue %d: %s could not shorten the line: %s", index, backend.name, exc)
+                continue
+            if candidate and len(candidate) < len(text):
+                return Rewrite(candidate.strip(), backend.name)
+        condensed = condense(text, language)
+        if len(condensed) < len(text):
+            return Rewrite(condensed, "rules")
+        return None
+
+    return shorten

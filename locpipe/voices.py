@@ -1,0 +1,348 @@
+"""Voices per character: which voice speaks each speaker label, per market, kept with the series.
+
+Viewers notice at once when a character's voice changes between episodes. Speaker labels
+(S1, S2, ... from ``locpipe.stages.speakers``, stable across a series) map to characters
+of the series bible, and characters (or still-unnamed speakers) map to a voice per
+market. Both live in ``SERIES_DIR/.locpipe/voices.yaml`` beside the speaker voice prints
+(``speakers.json``), so every later episode of the series, whatever ``--out`` it is
+rendered into, reuses them. ``locpipe voices SERIES_DIR`` shows and edits the file.
+
+Resolution for one speaker in one market: an explicit entry in voices.yaml, else the
+character's ``voice`` in the bible, else an automatic entry recorded earlier, else a new
+automatic voice that sounds different from every voice already cast in that market
+(other voices of the backend first, then pitch and speaking-rate variants of a voice,
+chosen by the speaker's gender: the bible's, else guessed from pitch). New automatic
+choices are written back, so the next episode hears the same voice.
+
+With the single packaged English voice (Piper joe), "different voices" are the same
+model at distinct pitch (ffmpeg rubberband, formants moved with it) and Piper speaking
+parameters (length_scale, noise_scale, noise_w_scale): clearly distinct to a listener and
+to the speaker-embedding model, though not a second real actor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from locpipe.core.store import atomic_write_text
+from locpipe.errors import BackendUnavailable, ConfigError
+
+log = logging.getLogger(__name__)
+
+STATE_DIRNAME = ".locpipe"
+VOICES_FILE = "voices.yaml"
+
+#: pitch ladders for automatic voices: (voice's own gender, wanted gender) -> factors, first
+#: preferred. A male voice raised ~1.3x (formants with it) reads as female; a female voice
+#: lowered ~0.76x as male (how the sample episode's CEO was made). Steps are wide because
+#: the speaker model (and a listener) hears Piper joe at x1.0 and x0.85 as 0.66 alike, x1.0
+#: and x1.3 as 0.56, but x1.3 and x1.5 as 0.81 (nearly one person); speaking parameters
+#: alone change nothing (0.99). One voice thus gives about 3-4 distinct people.
+LADDERS: dict[tuple[str, str], tuple[float, ...]] = {
+    ("male", "female"): (1.32, 1.6, 1.2, 1.45),
+    ("female", "male"): (0.76, 0.62, 0.86),
+}
+SAME_LADDER: tuple[float, ...] = (1.0, 0.78, 1.15, 0.88, 1.07)
+#: typical speaking F0 (Hz) of a voice by gender, to aim a pitched voice at a speaker's pitch
+NOMINAL_HZ = {"male": 120.0, "female": 210.0, "unknown": 165.0}
+#: Piper speaking parameters cycled with the ladder steps (rate and liveliness differ too)
+PIPER_VARIANTS: tuple[dict[str, float], ...] = (
+    {},
+    {"length_scale": 1.08, "noise_scale": 0.5, "noise_w_scale": 0.6},
+    {"length_scale": 0.95, "noise_scale": 0.7, "noise_w_scale": 0.9},
+    {"length_scale": 1.04, "noise_scale": 0.6, "noise_w_scale": 1.0},
+    {"length_scale": 0.97, "noise_scale": 0.75, "noise_w_scale": 0.7},
+)
+
+
+def series_state_dir(series_dir: Path) -> Path:
+    """Where a series keeps its speaker voice prints and voice casting: SERIES_DIR/.locpipe."""
+    return series_dir / STATE_DIRNAME
+
+
+def writable_state_dir(series_dir: Path, work_dir: Path) -> Path:
+    """SERIES_DIR/.locpipe when it can be written, else WORK_DIR/series/<name>.
+
+    The fallback serves read-only sources and episodes whose folder is hidden (a watch
+    daemon's ``INBOX/.processing``: not a series folder, and it must stay empty).
+    """
+    fallback = work_dir / "series" / (series_dir.name.lstrip(".") or "series")
+    if not series_dir.name.startswith("."):
+        state = series_state_dir(series_dir)
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+            if os.access(state, os.W_OK):
+                return state
+        except OSError:
+            pass
+        log.warning("%s is not writable: speaker labels and voices for this series are kept in %s", state, fallback)
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
+
+
+# --------------------------------------------------------------------------- models
+
+
+class VoiceStyle(BaseModel):
+    """One character's sound: a backend voice plus how it is varied."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: "<backend>:<voice>", e.g. "piper:en_US-joe-medium"
+    voice: str
+    #: pitch factor applied after synthesis (tempo kept); 1.0 = the voice as it is
+    pitch: float = Field(1.0, ge=0.5, le=2.0)
+    length_scale: float | None = Field(None, gt=0.3, lt=3.0)
+    noise_scale: float | None = Field(None, ge=0.0, le=2.0)
+    noise_w_scale: float | None = Field(None, ge=0.0, le=2.0)
+    #: chosen automatically (an explicit entry or the bible's voice replaces it)
+    auto: bool = False
+
+    @property
+    def backend(self) -> str:
+        return self.voice.partition(":")[0]
+
+    @property
+    def voice_name(self) -> str:
+        return self.voice.partition(":")[2]
+
+    def params(self) -> dict[str, float]:
+        """Engine speaking parameters that are set (empty: the engine's defaults)."""
+        return {k: v for k in ("length_scale", "noise_scale", "noise_w_scale") if (v := getattr(self, k)) is not None}
+
+    def sound(self) -> tuple:
+        """What a listener hears as 'the same voice' (automatic voices must differ in this)."""
+        return (self.voice, round(self.pitch, 2))
+
+    def describe(self) -> str:
+        extra = [f"pitch x{self.pitch:.2f}"] if abs(self.pitch - 1.0) > 1e-3 else []
+        extra += [f"{k}={v:g}" for k, v in self.params().items()]
+        return " ".join([self.voice, *extra])
+
+
+class VoiceMap(BaseModel):
+    """SERIES_DIR/.locpipe/voices.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    #: speaker label -> character (a key of the bible's characters, e.g. 林晓)
+    speakers: dict[str, str] = {}
+    #: market code -> (character or speaker label) -> voice
+    markets: dict[str, dict[str, VoiceStyle]] = {}
+
+
+def voices_path(state_dir: Path) -> Path:
+    return state_dir / VOICES_FILE
+
+
+def load_voice_map(path: Path) -> VoiceMap:
+    """The series' casting; a missing file is an empty map, a broken one a ConfigError naming it."""
+    if not path.exists():
+        return VoiceMap()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return VoiceMap.model_validate(data)
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(path, "", f"not a valid voices file: {exc}") from None
+
+
+def save_voice_map(path: Path, vm: VoiceMap) -> None:
+    header = ("# Voices per character for this series (locpipe voices SERIES_DIR shows and edits it).\n"
+              "# speakers: speaker label -> character; markets: market -> character or label -> voice.\n"
+              "# Entries with auto: true were chosen automatically; edit one (or drop auto) to fix it.\n")
+    body = yaml.safe_dump(vm.model_dump(mode="json", exclude_none=True), allow_unicode=True, sort_keys=True)
+    atomic_write_text(path, header + body)
+
+
+# --------------------------------------------------------------------------- pure casting
+
+
+def cast_key(vm: VoiceMap, label: str) -> str:
+    """The key a speaker's voice is stored under: its character when mapped, else the label."""
+    return vm.speakers.get(label) or label
+
+
+def palette(voices: list[tuple[str, str | None]], gender: str, piper: bool,
+            pitch_hz: float | None = None) -> list[VoiceStyle]:
+    """Automatic voice candidates, best first, for a speaker of ``gender``.
+
+    ``voices``: (spec, voice gender) of the market's backend in its language, the market's
+    default first. Real voices of the wanted gender come first, then every voice at its
+    natural pitch, then pitch/rate variants. With the speaker's measured ``pitch_hz`` the
+    candidates are ordered by how close their pitch comes to it, so of two speakers the
+    higher voice keeps the higher dub voice.
+    """
+    ordered = sorted(voices, key=lambda v: 0 if (gender in ("male", "female") and v[1] == gender) else 1)
+    ladders = [LADDERS.get((vg or "unknown", gender), SAME_LADDER) for _, vg in ordered]
+    out: list[VoiceStyle] = []
+    for step in range(max(len(x) for x in ladders) if ladders else 0):
+        for (spec, _), ladder in zip(ordered, ladders, strict=True):
+            if step < len(ladder):
+                params = PIPER_VARIANTS[step % len(PIPER_VARIANTS)] if piper else {}
+                out.append(VoiceStyle(voice=spec, pitch=ladder[step], auto=True, **params))
+    if pitch_hz:
+        genders = dict(voices)
+
+        def distance(style: VoiceStyle) -> float:
+            heard = NOMINAL_HZ.get(genders.get(style.voice) or "unknown", NOMINAL_HZ["unknown"]) * style.pitch
+            return abs(float(np.log(heard / pitch_hz)))
+
+        out.sort(key=distance)  # stable: ties keep the order above
+    return out
+
+
+def resolve_casting(vm: VoiceMap, speakers: list[tuple], market: str, voices: list[tuple[str, str | None]],
+                    bible_voices: dict[str, str], bible_genders: dict[str, str],
+                    piper: bool) -> tuple[dict[str, VoiceStyle], VoiceMap]:
+    """Voice for each (label, guessed gender[, pitch Hz]) of an episode in ``market``; the map with new choices.
+
+    ``bible_voices``: character -> voice spec for this market from the bible; ``bible_genders``:
+    character -> gender. ``voices`` are the voices automatic choices may use (see ``palette``);
+    an automatic entry whose voice is no longer among them is chosen again.
+    """
+    cast = dict(vm.markets.get(market, {}))
+    allowed = {spec for spec, _ in voices}
+    out: dict[str, VoiceStyle] = {}
+    fresh: list[tuple[str, str, str, float | None]] = []  # newly cast: (label, key, gender, pitch)
+    for label, guessed, *measured in speakers:
+        char = vm.speakers.get(label)
+        key = cast_key(vm, label)
+        entry = cast.get(key)
+        if entry is not None and not entry.auto:
+            out[label] = entry
+        elif char and bible_voices.get(char):
+            out[label] = VoiceStyle(voice=bible_voices[char])
+        elif entry is not None and entry.voice in allowed:
+            out[label] = entry
+        else:
+            gender = bible_genders.get(char or "", "unknown")
+            gender = gender if gender in ("male", "female") else guessed
+            used = {s.sound() for k, s in cast.items() if k != key}
+            candidates = palette(voices, gender, piper, measured[0] if measured else None)
+            choice = next((s for s in candidates if s.sound() not in used), None)
+            if choice is None:  # more speakers than distinct candidates: voices repeat, in turn
+                choice = candidates[len(cast) % len(candidates)]
+            cast[key] = choice
+            out[label] = choice
+            fresh.append((label, key, gender, measured[0] if measured else None))
+    _keep_pitch_order(fresh, cast, out)
+    markets = {**vm.markets, market: cast}
+    return out, vm.model_copy(update={"markets": markets})
+
+
+def _keep_pitch_order(fresh: list[tuple[str, str, str, float | None]], cast: dict[str, VoiceStyle],
+                      out: dict[str, VoiceStyle]) -> None:
+    """Among speakers of one gender cast together, give the higher speaker the higher voice.
+
+    Greedy nearest choices depend on who comes first; the set chosen is kept, only handed out
+    again in pitch order.
+    """
+    for gender in {g for _, _, g, _ in fresh}:
+        group = [f for f in fresh if f[2] == gender and f[3] is not None]
+        if len(group) < 2:
+            continue
+        styles = sorted((out[label] for label, _, _, _ in group), key=lambda st: st.pitch)
+        for (label, key, _, _), style in zip(sorted(group, key=lambda f: f[3]), styles, strict=True):
+            cast[key] = out[label] = style
+
+
+def parse_style(value: str) -> VoiceStyle:
+    """``piper:en_US-joe-medium[,pitch=1.3,length_scale=1.1]`` -> an explicit VoiceStyle."""
+    spec, *extras = [p.strip() for p in value.split(",")]
+    fields: dict[str, object] = {"voice": spec}
+    for extra in extras:
+        key, sep, num = extra.partition("=")
+        if not sep:
+            raise ValueError(f"{extra!r}: expected key=value (pitch, length_scale, noise_scale, noise_w_scale)")
+        fields[key.strip()] = float(num)
+    return VoiceStyle.model_validate(fields)
+
+
+# --------------------------------------------------------------------------- I/O shells
+
+
+def cast_market(state_dir: Path, market: str, language: str, default_spec: str, speakers: list[tuple],
+                bible=None) -> dict[str, VoiceStyle]:
+    """Voices for an episode's speakers in ``market``, recording new automatic choices (locked)."""
+    from locpipe.backends.tts.base import get_tts_backend
+    from locpipe.stages.speakers import locked
+
+    backend_name, _, default_voice = default_spec.partition(":")
+    backend = get_tts_backend(backend_name)
+    infos = backend.voices_for(language) if hasattr(backend, "voices_for") else [
+        v for v in backend.voices.values() if v.base_language == language.split("-")[0].lower()]
+    voices = [(default_spec, backend.voice_info(default_voice).gender)]
+    voices += [(f"{backend_name}:{v.name}", v.gender) for v in infos if v.name != default_voice]
+    bible_voices: dict[str, str] = {}
+    bible_genders: dict[str, str] = {}
+    if bible is not None:
+        for name, char in bible.characters.items():
+            bible_genders[name] = char.gender
+            if char.voice.get(market):
+                bible_voices[name] = char.voice[market]
+    path = voices_path(state_dir)
+    with locked(path):
+        vm = load_voice_map(path)
+        casting, updated = resolve_casting(vm, speakers, market, voices, bible_voices, bible_genders,
+                                           piper=backend_name == "piper")
+        if updated != vm:
+            save_voice_map(path, updated)
+            log.info("voices for %s recorded in %s", market, path)
+    return casting
+
+
+def speak(style: VoiceStyle, text: str, out_rate: int, backends: dict) -> np.ndarray:
+    """``text`` in ``style``'s voice at ``out_rate`` Hz: engine parameters, then pitch (ffmpeg).
+
+    ``backends``: backend name -> instance, reused (and filled) across lines.
+    """
+    from locpipe.backends.tts.base import get_tts_backend
+
+    backend = backends.get(style.backend)
+    if backend is None:
+        backend = backends[style.backend] = get_tts_backend(style.backend)
+    params = style.params()
+    audio = backend.synthesize(text, style.voice_name, params=params) if params else \
+        backend.synthesize(text, style.voice_name)
+    return repitch(audio, backend.sample_rate(style.voice_name), style.pitch, out_rate)
+
+
+def repitch(audio: np.ndarray, rate: int, pitch: float, out_rate: int) -> np.ndarray:
+    """Shift pitch by ``pitch`` keeping tempo (rubberband) and resample to ``out_rate``."""
+    import tempfile
+
+    from locpipe.media.ffmpeg import run_ffmpeg
+
+    filters = []
+    if abs(pitch - 1.0) > 1e-3:
+        filters.append(f"rubberband=pitch={pitch:.4f}:pitchq=quality")
+    if rate != out_rate:
+        filters.append(f"aresample={out_rate}")
+    if not filters or audio.size == 0:
+        return audio
+    with tempfile.TemporaryDirectory(prefix="locpipe-voice-") as tmp:
+        src, dst = Path(tmp) / "in.f32", Path(tmp) / "out.f32"
+        np.asarray(audio, dtype="<f4").tofile(src)
+        run_ffmpeg(["-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", str(src), "-af", ",".join(filters),
+                    "-f", "f32le", "-ar", str(out_rate), "-ac", "1", str(dst)], what=f"voice pitch x{pitch:.2f}")
+        return np.clip(np.fromfile(dst, dtype="<f4"), -1.0, 1.0)
+
+
+def check_style(style: VoiceStyle, language: str) -> str | None:
+    """Why ``style`` cannot speak ``language`` here (unknown backend or voice, other language), or None."""
+    from locpipe.backends.tts.base import get_tts_backend
+
+    try:
+        info = get_tts_backend(style.backend).voice_info(style.voice_name)
+    except BackendUnavailable as exc:
+        return str(exc)
+    if info.base_language != language.split("-")[0].lower():
+        return f"{style.voice} speaks {info.language}, the market's language is {language}"
+    return None

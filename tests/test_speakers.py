@@ -1,0 +1,303 @@
+"""Speaker labels (real Resemblyzer embeddings on real audio) and persistent voices per character."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, SAMPLE, SAMPLE_SCRIPT
+from locpipe.artifacts import Cue, SpeakerLabels, Transcript, TranslatedCue, Translation
+from locpipe.cli import main
+from locpipe.config import DubConfig, Market, MarketConfig, RenderProfile
+from locpipe.media.ffmpeg import run_ffmpeg
+from locpipe.stages import speakers as sp
+from locpipe.voices import (VoiceMap, VoiceStyle, cast_market, load_voice_map, resolve_casting, series_state_dir,
+                            speak, voices_path)
+
+VOICE = "piper:en_US-joe-medium"
+SCRIPT = json.loads(SAMPLE_SCRIPT.read_text(encoding="utf-8"))["lines"]
+
+
+def _write_wav(path: Path, audio: np.ndarray, rate: int = 16000) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def _accuracy(predicted: list[str], truth: list[str]) -> float:
+    """Share of cues labelled right under the best one-to-one renaming of labels."""
+    from itertools import permutations
+
+    labels, names = sorted(set(predicted)), sorted(set(truth))
+    best = 0
+    for perm in permutations(names, min(len(labels), len(names))):
+        rename = dict(zip(labels, perm))
+        best = max(best, sum(rename.get(p) == t for p, t in zip(predicted, truth)))
+    return best / len(truth)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    pytest.importorskip("resemblyzer")
+    return sp.load_encoder()
+
+
+@pytest.fixture(scope="module")
+def sample_audio(tmp_path_factory) -> np.ndarray:
+    wav = tmp_path_factory.mktemp("audio") / "ep001.wav"
+    run_ffmpeg(["-i", str(SAMPLE), "-vn", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(wav)])
+    return sp.read_wav_16k(wav)
+
+
+# --------------------------------------------------------------------------- pure decisions
+
+
+def test_agglomerate_groups_by_similarity_and_numbers_by_first_appearance():
+    rng = np.random.default_rng(0)
+    a, b = sp._unit(rng.random(16)), sp._unit(rng.random(16) - 0.5)
+    noisy = [sp._unit(v + 0.05 * rng.standard_normal(16)) for v in (b, a, b, a, a, b)]
+    assert sp.agglomerate(np.array(noisy), 0.7) == [0, 1, 0, 1, 1, 0]
+    assert sp.agglomerate(np.array(noisy), 1.01) == [0, 1, 2, 3, 4, 5]  # nothing is that similar
+    assert sp.agglomerate(np.zeros((0, 16)), 0.7) == []
+
+
+def test_clusters_match_stored_speakers_one_to_one_and_new_voices_get_new_labels():
+    store = sp.SpeakerStore(speakers={"S1": sp.StoredSpeaker(centroid=[1, 0, 0]),
+                                      "S2": sp.StoredSpeaker(centroid=[0, 1, 0])})
+    cents = np.array([[0, 0.99, 0.1], [0, 0, 1], [0.98, 0.2, 0]])
+    matched = sp.match_clusters(cents / np.linalg.norm(cents, axis=1, keepdims=True), store, 0.72)
+    assert [label for label, _ in matched] == ["S2", "S3", "S1"]
+    assert matched[1][1] is None and matched[0][1] > 0.9
+
+
+def test_short_cues_take_the_nearest_embedded_label():
+    cues = sp.assign_labels([(0, 0.0, 2.0), (1, 2.1, 2.4), (2, 5.0, 7.0)], {0: "S1", 2: "S2"})
+    assert [(c.speaker, c.method) for c in cues] == [("S1", "embedded"), ("S1", "nearest"), ("S2", "embedded")]
+
+
+def test_pitch_estimate_tells_a_low_voice_from_a_high_one():
+    t = np.arange(16000) / 16000
+    low = sum(np.sin(2 * np.pi * 110 * k * t) / k for k in range(1, 6))
+    high = sum(np.sin(2 * np.pi * 240 * k * t) / k for k in range(1, 6))
+    assert abs(sp.estimate_pitch(low * 0.2) - 110) < 5 and abs(sp.estimate_pitch(high * 0.2) - 240) < 10
+    assert sp.gender_from_pitch(110) == "male" and sp.gender_from_pitch(240) == "female"
+    assert sp.estimate_pitch(np.zeros(16000)) is None
+
+
+# --------------------------------------------------------------------------- real embeddings
+
+
+def test_transcribe_json_labels_the_sample_episodes_two_speakers(encoder, tmp_path):
+    """`locpipe transcribe` on the sample (its script as a sidecar): speakers as in the script."""
+    series = tmp_path / "series"
+    series.mkdir()
+    shutil.copy(SAMPLE, series / "ep001.mp4")
+    shutil.copy(ROOT / "samples" / "reference" / "ep001.zh.srt", series / "ep001.zh.srt")
+    out = tmp_path / "ep001.json"
+    assert main(["transcribe", str(series / "ep001.mp4"), "--no-ocr", "--json", str(out),
+                 "--work", str(tmp_path / "work")]) == 0
+    cues = json.loads(out.read_text(encoding="utf-8"))["cues"]
+    predicted = [c["speaker"] for c in cues]
+    assert len(cues) == len(SCRIPT) and set(predicted) == {"S1", "S2"}
+    assert _accuracy(predicted, [line["speaker"] for line in SCRIPT]) >= 12 / 13
+    store = sp.load_store(series_state_dir(series) / sp.STORE_FILE)
+    assert sorted(store.speakers) == ["S1", "S2"] and store.speakers["S1"].episodes == ["ep001"]
+
+
+def _episode(audio: np.ndarray, lines: list[dict], path: Path) -> tuple[Transcript, Path]:
+    """A new 'episode': the given script lines cut from the sample, 0.5 s apart."""
+    parts, cues, t = [], [], 0.0
+    for i, line in enumerate(lines):
+        seg = audio[int(line["start"] * 16000):int(line["end"] * 16000)]
+        parts += [seg, np.zeros(8000, dtype=np.float32)]
+        cues.append(Cue(index=i, start=round(t, 3), end=round(t + seg.size / 16000, 3), text=line["text"]))
+        t += seg.size / 16000 + 0.5
+    return Transcript(cues=cues, backend="test", model="test"), _write_wav(path, np.concatenate(parts))
+
+
+def test_a_later_episode_gets_the_same_labels_from_the_series_store(encoder, sample_audio, tmp_path):
+    """Episode 1 opens with B (-> S1); episode 2 opens with A, who must stay S2, not become S1."""
+    store = tmp_path / "state" / sp.STORE_FILE
+    tr1, wav1 = _episode(sample_audio, SCRIPT[:7], tmp_path / "e1.wav")
+    tr2, wav2 = _episode(sample_audio, SCRIPT[7:], tmp_path / "e2.wav")
+    assert SCRIPT[0]["speaker"] == "B" and SCRIPT[7]["speaker"] == "A"
+    first = sp.label_speakers(tr1, wav1, store, "e1", encoder=encoder)
+    second = sp.label_speakers(tr2, wav2, store, "e2", encoder=encoder)
+    names = {"B": "S1", "A": "S2"}
+    assert [c.speaker for c in first.cues] == [names[x["speaker"]] for x in SCRIPT[:7]]
+    assert [c.speaker for c in second.cues] == [names[x["speaker"]] for x in SCRIPT[7:]]
+    assert all(s.matched is not None and s.matched >= 0.72 for s in second.speakers)
+    saved = sp.load_store(store)
+    assert sorted(saved.speakers) == ["S1", "S2"] and saved.speakers["S2"].episodes == ["e1", "e2"]
+    # on its own (no series store) episode 2 would have called A "S1": the store is what keeps it
+    alone = sp.label_speakers(tr2, wav2, None, "e2", encoder=encoder)
+    assert alone.cues[0].speaker == "S1"
+
+
+def test_automatic_voices_sound_like_different_people_to_the_speaker_model(encoder):
+    """Two auto-cast voices from the one packaged Piper voice: the embeddings cluster apart."""
+    casting, _ = resolve_casting(VoiceMap(), [("S1", "male"), ("S2", "female")], "us",
+                                 [(VOICE, "male")], {}, {}, piper=True)
+    assert casting["S1"].sound() != casting["S2"].sound()
+    lines = ["Where were you last night?", "I checked every single page of that contract.",
+             "Give me three days and I will find the truth."]
+    backends: dict = {}
+    prints, truth = [], []
+    for label in ("S1", "S2"):
+        for text in lines:
+            prints.append(encoder.embed_utterance(sp.preprocess(speak(casting[label], text, 16000, backends))))
+            truth.append(label)
+    ids = sp.agglomerate(np.array(prints), sp.SpeakerOptions().cluster_threshold)
+    assert _accuracy([f"c{i}" for i in ids], truth) == 1.0 and len(set(ids)) == 2
+
+
+# --------------------------------------------------------------------------- fallback
+
+
+def test_without_resemblyzer_every_cue_is_s1_with_a_note(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "resemblyzer", None)  # import now raises ImportError
+    tr = Transcript(cues=[Cue(index=0, start=0, end=2, text="a"), Cue(index=1, start=3, end=4, text="b")],
+                    backend="t", model="t")
+    labels = sp.label_speakers(tr, tmp_path / "never-read.wav", tmp_path / "speakers.json", "e1")
+    assert not labels.available and [c.speaker for c in labels.cues] == ["S1", "S1"]
+    assert "locpipe[speakers]" in labels.notes[0] and not (tmp_path / "speakers.json").exists()
+    from locpipe.core.pipeline import _with_speaker_check
+    from locpipe.artifacts import QCReport
+
+    report = _with_speaker_check(QCReport(episode="e1", market="us", passed=True), labels)
+    check = report.checks[-1]
+    assert check.name == "speaker_labels" and check.passed and "Resemblyzer" in check.detail
+    assert [c.speaker for c in sp.apply_labels(tr, labels).cues] == ["S1", "S1"]
+
+
+def test_episode_goes_on_when_speaker_labelling_breaks(monkeypatch, tmp_path):
+    """Pipeline level: a failing (or missing) speaker model leaves S1 everywhere, never an error."""
+    from locpipe.artifacts import IngestResult, MediaInfo
+    from locpipe.core.pipeline import EpisodeJob, RunSettings
+    from locpipe.core.store import ArtifactStore
+
+    def broken(*_a, **_k):
+        raise RuntimeError("encoder exploded")
+
+    monkeypatch.setattr(sp, "label_speakers", broken)
+    (tmp_path / "series").mkdir()
+    job = EpisodeJob(tmp_path / "series" / "ep.mp4", RunSettings(out_dir=tmp_path, work_dir=tmp_path / "w", markets=()))
+    job._sha = "0" * 64
+    info = MediaInfo(path="ep.mp4", sha256="0" * 64, size=1, duration=5, width=9, height=16, display_width=9,
+                     display_height=16, fps=30)
+    tr = Transcript(cues=[Cue(index=0, start=0, end=2, text="a"), Cue(index=1, start=3, end=4, text="b")],
+                    backend="t", model="t")
+    labelled = job._label_speakers(ArtifactStore(tmp_path / "w"), IngestResult(info=info), tmp_path, "k", tr, "k")
+    assert [c.speaker for c in labelled.cues] == ["S1", "S1"]
+    labels, key = job._speakers
+    assert key is None and not labels.available and "encoder exploded" in labels.notes[0]
+    assert job._casting(None, VOICE) == ({}, {})  # no labels by voice: the market's voice speaks every line
+
+
+# --------------------------------------------------------------------------- voices per character
+
+
+@pytest.fixture
+def series(tmp_path) -> Path:
+    folder = tmp_path / "series"
+    folder.mkdir()
+    shutil.copy(ROOT / "configs" / "series" / "samples.yaml", folder / "bible.yaml")
+    return folder
+
+
+def _bible(series: Path):
+    from locpipe.bible import load_bible
+
+    return load_bible(series / "bible.yaml")
+
+
+def test_voices_persist_across_episodes_and_new_speakers_get_distinct_ones(series):
+    state = series_state_dir(series)
+    first = cast_market(state, "us", "en", VOICE, [("S1", "female"), ("S2", "unknown")], _bible(series))
+    assert first["S1"].auto and first["S1"].sound() != first["S2"].sound()
+    assert first["S1"].pitch > 1.2  # a female speaker on the male Piper voice is raised
+    second = cast_market(state, "us", "en", VOICE, [("S2", "unknown"), ("S3", "male")], _bible(series))
+    assert second["S2"] == first["S2"]
+    assert second["S3"].sound() not in {first["S1"].sound(), first["S2"].sound()}
+    saved = load_voice_map(voices_path(state))
+    assert set(saved.markets["us"]) == {"S1", "S2", "S3"}
+
+
+def test_of_two_speakers_the_higher_voice_gets_the_higher_automatic_voice():
+    high, low = ("S1", "female", 262.0), ("S2", "female", 219.0)
+    for order in ([high, low], [low, high]):  # whoever comes first
+        casting, vm = resolve_casting(VoiceMap(), order, "us", [(VOICE, "male")], {}, {}, piper=True)
+        assert casting["S1"].pitch > casting["S2"].pitch > 1.1
+        assert vm.markets["us"]["S1"] == casting["S1"]
+
+
+def test_locpipe_voices_maps_speakers_to_characters_and_sets_voices(series, capsys):
+    state = series_state_dir(series)
+    cast_market(state, "us", "en", VOICE, [("S1", "female"), ("S2", "female")], _bible(series))
+    assert main(["voices", str(series), "--set", "S2=陆总"]) == 0
+    # 陆总 is male in the bible: S2 is recast as him, with a voice no one else has
+    recast = cast_market(state, "us", "en", VOICE, [("S1", "female"), ("S2", "female")], _bible(series))
+    assert recast["S2"].pitch < 1.2 and recast["S2"].sound() != recast["S1"].sound()
+    assert main(["voices", str(series), "--market", "us", "--set", "陆总=piper:en_US-joe-medium,pitch=0.9"]) == 0
+    chosen = cast_market(state, "us", "en", VOICE, [("S2", "female")], _bible(series))["S2"]
+    assert chosen == VoiceStyle(voice=VOICE, pitch=0.9)
+    capsys.readouterr()
+    assert main(["voices", str(series), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["voices"]["speakers"] == {"S2": "陆总"}
+    assert shown["voices"]["markets"]["us"]["陆总"]["pitch"] == 0.9
+    # mistakes are configuration errors that name the problem, and change nothing
+    assert main(["voices", str(series), "--set", "S3=Nobody"]) == 2
+    assert main(["voices", str(series), "--set", "S3=piper:en_US-joe-medium"]) == 2
+    assert load_voice_map(voices_path(state)).speakers == {"S2": "陆总"}
+
+
+def test_dub_speaks_each_speaker_in_their_voice(tmp_path):
+    from locpipe.stages.synthesize import synthesize_dub
+    from locpipe.backends.tts.base import get_tts_backend
+
+    market = Market(config=MarketConfig(code="us-test", name="t", language="en",
+                                        dub=DubConfig(enabled=True, voice=VOICE)),
+                    profile=RenderProfile(name="app"), source=Path("us-test.yaml"))
+    text = "I checked every single page of that contract."
+    translation = Translation(language="en", backend="t", cues=[
+        TranslatedCue(index=0, start=0.2, end=3.5, source_text="…", text=text),
+        TranslatedCue(index=1, start=4.0, end=7.5, source_text="…", text=text)])
+    voices = {"S1": VoiceStyle(voice=VOICE), "S2": VoiceStyle(voice=VOICE, pitch=1.32, length_scale=0.94)}
+    dub = synthesize_dub(translation, market, 8.0, tmp_path, get_tts_backend("piper"),
+                         speakers={0: "S1", 1: "S2"}, voices=voices)
+    assert [(ln.speaker, ln.voice) for ln in dub.lines] == [("S1", VOICE), ("S2", voices["S2"].describe())]
+    assert dub.voices == {"S1": VOICE, "S2": voices["S2"].describe()}
+    with wave.open(str(tmp_path / dub.wav)) as w:
+        rate = w.getframerate()
+        audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768
+    one, two = ([audio[int(ln.placed_start * rate):int(ln.placed_end * rate)] for ln in dub.lines])
+    p1, p2 = sp.estimate_pitch(one, rate), sp.estimate_pitch(two, rate)
+    assert p2 > 1.2 * p1  # the second speaker is heard ~1.3x higher
+
+
+def test_series_state_lives_beside_the_series_but_never_in_a_hidden_folder(tmp_path):
+    from locpipe.voices import writable_state_dir
+
+    series = tmp_path / "my-series"
+    series.mkdir()
+    assert writable_state_dir(series, tmp_path / "work") == series / ".locpipe"
+    claimed = tmp_path / "inbox" / ".processing"  # a watch daemon's claim folder must stay clean
+    claimed.mkdir(parents=True)
+    assert writable_state_dir(claimed, tmp_path / "work") == tmp_path / "work" / "series" / "processing"
+    assert not any(claimed.iterdir())
+
+
+def test_labels_artifact_round_trips():
+    labels = sp.fallback_labels(Transcript(cues=[Cue(index=0, start=0, end=1, text="x")], backend="t", model="t"),
+                                "why")
+    assert SpeakerLabels.model_validate_json(labels.model_dump_json()) == labels
