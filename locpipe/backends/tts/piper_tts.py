@@ -7,7 +7,6 @@ loaded once per backend instance, on first use; keep the instance for a whole ep
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import threading
 
@@ -16,6 +15,7 @@ import numpy as np
 from locpipe.assets import piper_voice
 from locpipe.backends.tts.base import TTSBackend, VoiceInfo, register
 from locpipe.errors import BackendUnavailable
+from locpipe.versions import dist_version
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +36,6 @@ PIPER_PARAMS = ("length_scale", "noise_scale", "noise_w_scale")
 SENTENCE_PAUSE = 0.12
 
 
-def _dist_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "missing"
-
-
 @register("piper")
 class PiperTTS(TTSBackend):
     can_clone = False
@@ -53,8 +46,8 @@ class PiperTTS(TTSBackend):
 
     @property
     def version(self) -> str:
-        voices = ",".join(f"{pkg}=={_dist_version(pkg)}" for _, pkg in PACKAGED_VOICES.values())
-        return f"piper-tts=={_dist_version('piper-tts')};{voices}"
+        voices = ",".join(f"{pkg}=={dist_version(pkg)}" for _, pkg in PACKAGED_VOICES.values())
+        return f"piper-tts=={dist_version('piper-tts')};{voices}"
 
     @property
     def voices(self) -> dict[str, VoiceInfo]:
