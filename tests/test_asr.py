@@ -1,10 +1,12 @@
 """Real transcription of the bundled sample with the packaged Whisper base weights."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from conftest import SAMPLE_SCRIPT, make_clip
+from conftest import SAMPLE_SCRIPT, ffmpeg, make_clip
 from locpipe.backends.asr.base import ASROptions, get_asr_backend
 from locpipe.backends.asr.faster_whisper_asr import guard_reason
 from locpipe.metrics import cer
@@ -115,3 +117,39 @@ def test_fusion_prefers_on_screen_text_keeps_off_screen_speech_and_flags_disagre
     assert [c.source for c in fused] == ["ocr", "ocr", "asr"]
     assert "ocr-asr-disagree" in fused[1].flags and fused[1].confidence <= 0.4
     assert fused[0].flags == [] and "off-screen" in fused[2].flags
+
+
+def _transcribe_cli(episode, tmp_path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "locpipe", "transcribe", str(episode), "--json",
+                           str(tmp_path / "t.json"), "--work", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_landscape_4k_and_variable_frame_rate_sources_transcribe(sample, tmp_path):
+    """A 16:9 UHD re-frame of the sample with variable frame timing: same dialogue, found all the same."""
+    src = tmp_path / "ep_wide_vfr.mp4"
+    ffmpeg("-t", "9", "-i", str(sample), "-vf", "scale=3840:2160,setsar=1,select='not(mod(n\\,7))+lt(mod(n\\,3)\\,2)'",
+           "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(src))
+    proc = _transcribe_cli(src, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cues = json.loads((tmp_path / "t.json").read_text())["cues"]
+    assert len(cues) >= 2 and all(CJK_RE.search(c["text"]) for c in cues)
+
+
+@pytest.mark.parametrize("kind", ["silent", "no-audio"])
+def test_silent_or_missing_audio_is_an_empty_transcript_or_a_clear_error(kind, tmp_path):
+    episode = tmp_path / f"ep_{kind}.mp4"
+    if kind == "silent":
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=360x640:rate=30:duration=4", "-f", "lavfi", "-i",
+               "anullsrc=r=48000:cl=stereo", "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+               str(episode))
+    else:
+        make_clip(episode, audio=False)
+    proc = _transcribe_cli(episode, tmp_path)
+    if kind == "silent":
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert json.loads((tmp_path / "t.json").read_text())["cues"] == []
+    else:
+        assert proc.returncode != 0
+        assert f"{episode.name}" in proc.stderr and "no audio stream" in proc.stderr
+        assert "Traceback" not in proc.stderr
