@@ -212,6 +212,19 @@ def test_tm_serves_repeated_lines_with_the_same_context_across_episodes(tmp_path
     assert check["tm_hit_rate"].value == 0.5 and "2 hit(s)" in check["tm_hit_rate"].detail
 
 
+def test_memory_hits_get_todays_name_post_edits(tmp_path, bible):
+    """A line stored before a post-edit rule existed is corrected when it is served again."""
+    ep = _transcript("陆总，您找我？")
+    with TranslationMemory(tmp_path / "tm.sqlite") as tm:
+        keys = keys_for_lines(["陆总，您找我？"], "zh", "pt-BR", "fixed", bible.version)
+        tm.store_many({keys[0]: "Senhor Lu, está procurando-me."})  # as an older release stored it
+        backend = _FixedBackend([], mode="post_edit")
+        result = translate_episode(ep, "pt-BR", backend, bible=bible, tm=tm)
+    assert backend.asked == [] and result.tm_hits == 1
+    assert result.cues[0].text == "Sr. Lu, está procurando-me."
+    assert result.glossary_violations == []
+
+
 def _tm_writer(path: str, worker: int) -> None:
     keys = keys_for_lines([f"第{i}句" for i in range(200)], "zh", "en", "fixed")
     with TranslationMemory(Path(path)) as tm:

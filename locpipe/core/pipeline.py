@@ -45,7 +45,7 @@ from locpipe.stages import condense, ingest, qc, segment, transcribe, translate
 log = logging.getLogger(__name__)
 
 #: bump a stage's version when its code changes what it produces: invalidates its cache
-STAGE_VERSIONS = {"ingest": 1, "source_subs": 1, "transcribe": 2, "translate": 3, "segment": 2, "synthesize": 1, "mix": 2,
+STAGE_VERSIONS = {"ingest": 1, "source_subs": 1, "transcribe": 2, "translate": 4, "segment": 2, "synthesize": 1, "mix": 2,
                   "render": 1, "qc": 3, "speakers": 1,
                   "separate": 1}
 MARKET_STAGES = ("translate", "segment", "synthesize", "mix", "render", "qc", "export")

@@ -146,14 +146,17 @@ def translate_episode(transcript: Transcript, market_language: str, backend: Tra
             out = _run_backend(backend, _request(transcript, language, [cues[i] for i in todo], audio_16k, ctx))
             raw = dict(zip(todo, out, strict=True))
         for i in todo:
-            text = clean_text(raw[i])
-            if table:
-                text, changes = post_edit_names(text, cues[i].text, table)
-                text, more = insert_vocative(text, cues[i].text, table, language)
-                edits += [{"cue": cues[i].index, **c} for c in changes + more]
+            texts[i] = clean_text(raw[i])
+    # memory hits too: a bible or post-editor improved since a line was stored applies to it
+    # (the post-edit is idempotent, so a line already right is left alone)
+    for i, text in enumerate(texts):
+        if table and text:
+            text, changes = post_edit_names(text, cues[i].text, table)
+            text, more = insert_vocative(text, cues[i].text, table, language)
+            edits += [{"cue": cues[i].index, **c} for c in changes + more]
             texts[i] = text
-        if tm is not None:
-            tm.store_many({keys[i]: texts[i] for i in todo if texts[i] and i not in unsure})
+    if tm is not None and todo:
+        tm.store_many({keys[i]: texts[i] for i in todo if texts[i] and i not in unsure})
 
     translation = build_translation(transcript, [t or "" for t in texts], language, backend.name)
     adapter = (Adapter.for_market(language, adaptation) if isinstance(adaptation, AdaptationConfig) else adaptation)
