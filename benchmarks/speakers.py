@@ -20,28 +20,19 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from itertools import permutations
 from pathlib import Path
 
 import numpy as np
 
 from locpipe.artifacts import Cue, Transcript
 from locpipe.media.ffmpeg import run_ffmpeg
+from locpipe.metrics import label_accuracy
 from locpipe.stages import speakers as sp
 from locpipe.voices import VoiceMap, resolve_casting, speak
 
 ROOT = Path(__file__).resolve().parent.parent
 LINES = ["Where were you last night?", "I checked every single page of that contract.",
          "Give me three days and I will find the truth.", "Nobody leaves this room until I say so."]
-
-
-def accuracy(predicted: list[str], truth: list[str]) -> float:
-    labels, names = sorted(set(predicted)), sorted(set(truth))
-    best = 0
-    for perm in permutations(names, min(len(labels), len(names))):
-        rename = dict(zip(labels, perm))
-        best = max(best, sum(rename.get(p) == t for p, t in zip(predicted, truth)))
-    return best / len(truth)
 
 
 def write_wav(path: Path, audio: np.ndarray) -> Path:
@@ -89,7 +80,7 @@ def main() -> None:
         audio_seconds += sum(x["end"] - x["start"] for x in script)
         truth = [x["speaker"] for x in script]
         rows.append(("ep001 (2 speakers, music)", len(truth), len(labels.speakers),
-                     accuracy([c.speaker for c in labels.cues], truth), ""))
+                     label_accuracy([c.speaker for c in labels.cues], truth), ""))
 
         store = Path(tmp) / "state" / sp.STORE_FILE
         tr1, w1 = episode(audio, script[:7], Path(tmp) / "e1.wav")
@@ -120,7 +111,7 @@ def main() -> None:
             ids = sp.agglomerate(np.array([p for label in labels_n for p in prints[label]]),
                                  sp.SpeakerOptions().cluster_threshold)
             rows.append((f"piper auto voices ({n} speakers x {len(LINES)} lines)", len(truth), len(set(ids)),
-                         accuracy([str(i) for i in ids], truth),
+                         label_accuracy([str(i) for i in ids], truth),
                          "; ".join(f"{k}: {casting[k].describe()}" for k in labels_n) if n == 4 else ""))
 
     print(f"{'material':44} {'cues':>5} {'found':>6} {'accuracy':>9}  notes")

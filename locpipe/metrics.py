@@ -32,3 +32,18 @@ def cer(reference: str, hypothesis: str) -> float:
 
 def words(text: str) -> list[str]:
     return re.findall(r"[\w']+", text.lower())
+
+
+def label_accuracy(predicted: list[str], truth: list[str]) -> float:
+    """Share of items labelled right under the best one-to-one renaming of the labels.
+
+    Speaker clustering names its clusters arbitrarily (S1, S2, ...): only the grouping counts.
+    """
+    from itertools import permutations
+
+    labels, names = sorted(set(predicted)), sorted(set(truth))
+    best = 0
+    for perm in permutations(names, min(len(labels), len(names))):
+        rename = dict(zip(labels, perm))
+        best = max(best, sum(rename.get(p) == t for p, t in zip(predicted, truth)))
+    return best / len(truth) if truth else 1.0

@@ -16,6 +16,7 @@ from locpipe.artifacts import Cue, SpeakerLabels, Transcript, TranslatedCue, Tra
 from locpipe.cli import main
 from locpipe.config import DubConfig, Market, MarketConfig, RenderProfile
 from locpipe.media.ffmpeg import run_ffmpeg
+from locpipe.metrics import label_accuracy
 from locpipe.stages import speakers as sp
 from locpipe.voices import (VoiceMap, VoiceStyle, cast_market, load_voice_map, resolve_casting, series_state_dir,
                             speak, voices_path)
@@ -31,18 +32,6 @@ def _write_wav(path: Path, audio: np.ndarray, rate: int = 16000) -> Path:
         w.setframerate(rate)
         w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
     return path
-
-
-def _accuracy(predicted: list[str], truth: list[str]) -> float:
-    """Share of cues labelled right under the best one-to-one renaming of labels."""
-    from itertools import permutations
-
-    labels, names = sorted(set(predicted)), sorted(set(truth))
-    best = 0
-    for perm in permutations(names, min(len(labels), len(names))):
-        rename = dict(zip(labels, perm))
-        best = max(best, sum(rename.get(p) == t for p, t in zip(predicted, truth)))
-    return best / len(truth)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +97,7 @@ def test_transcribe_json_labels_the_sample_episodes_two_speakers(encoder, tmp_pa
     cues = json.loads(out.read_text(encoding="utf-8"))["cues"]
     predicted = [c["speaker"] for c in cues]
     assert len(cues) == len(SCRIPT) and set(predicted) == {"S1", "S2"}
-    assert _accuracy(predicted, [line["speaker"] for line in SCRIPT]) >= 12 / 13
+    assert label_accuracy(predicted, [line["speaker"] for line in SCRIPT]) >= 12 / 13
     store = sp.load_store(series_state_dir(series) / sp.STORE_FILE)
     assert sorted(store.speakers) == ["S1", "S2"] and store.speakers["S1"].episodes == ["ep001"]
 
@@ -157,7 +146,7 @@ def test_automatic_voices_sound_like_different_people_to_the_speaker_model(encod
             prints.append(encoder.embed_utterance(sp.preprocess(speak(casting[label], text, 16000, backends))))
             truth.append(label)
     ids = sp.agglomerate(np.array(prints), sp.SpeakerOptions().cluster_threshold)
-    assert _accuracy([f"c{i}" for i in ids], truth) == 1.0 and len(set(ids)) == 2
+    assert label_accuracy([f"c{i}" for i in ids], truth) == 1.0 and len(set(ids)) == 2
 
 
 # --------------------------------------------------------------------------- fallback

@@ -162,5 +162,8 @@ def atomic_copy(src: Path, dst: Path) -> None:
     """Copy to a temp name beside ``dst`` then rename: readers never see a partial file."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)

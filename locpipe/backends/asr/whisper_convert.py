@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from locpipe.core.store import atomic_copy
 from locpipe.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -232,16 +232,6 @@ def _atomic_save(checkpoint: dict, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _atomic_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def packaged_checkpoint_path() -> Path:
     """Where the converted packaged weights are cached (``cache_dir()/models``)."""
     from locpipe.assets import cache_dir
@@ -278,7 +268,7 @@ def convert_packaged_whisper(out: Path | None = None) -> Path:
     if out is None or Path(out).resolve() == target.resolve():
         return target
     out = Path(out)
-    _atomic_copy(target, out)
+    atomic_copy(target, out)
     return out
 
 
