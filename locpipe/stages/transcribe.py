@@ -126,8 +126,12 @@ def ocr_cues(onscreen: SourceSubtitles) -> list[Cue]:
 
 
 def transcribe_audio(audio_16k: Path, backend: ASRBackend, *, language: str = "zh",
-                     sidecar: Path | None = None, onscreen: SourceSubtitles | None = None) -> Transcript:
+                     sidecar: Path | None = None, onscreen: SourceSubtitles | None = None,
+                     recognized: tuple[list[Cue], list[dict]] | None = None) -> Transcript:
     """Source cues: a sidecar script, else burned-in text fused with ASR, else ASR alone.
+
+    ``recognized``: ``backend.transcribe(audio_16k)`` already done (the pipeline runs it
+    beside OCR); without it the backend is run here.
 
     Script and on-screen text give exact words but approximate times (hand timing, OCR
     sampling): their boundaries are moved to the nearest speech onset/offset.
@@ -140,7 +144,7 @@ def transcribe_audio(audio_16k: Path, backend: ASRBackend, *, language: str = "z
         refined = snap_to_speech(script, [a for a, _ in regions], [b for _, b in regions])
         log.info("source text from %s (%d cues); timing refined by voice activity", sidecar.name, len(refined))
         return Transcript(language=language, cues=refined, backend="sidecar+silero-vad", model=backend.version)
-    cues, dropped = backend.transcribe(audio_16k)
+    cues, dropped = recognized if recognized is not None else backend.transcribe(audio_16k)
     cues = renumber([c for c in cues if c.text.strip()])
     if onscreen is not None and onscreen.found:
         regions = speech_regions(audio_16k)
