@@ -97,8 +97,7 @@ def market_inputs(episode_dir: Path, market: Market) -> Inputs:
     """Find the market's render in the work folder (by its profile, style and watermark
     policy in the render key) and follow its keys to the segment, mix and OCR artifacts."""
     want = {"profile": market.profile.model_dump(mode="json"),
-            "style": market.config.subtitles.model_dump(mode="json"),
-            "watermark": market.config.watermark.model_dump(mode="json")}
+            "style": market.config.subtitles.model_dump(mode="json")}
     for key_file in sorted((episode_dir / "render").glob("*/key.json")):
         key = _load(key_file)
         if all(key.get(k) == v for k, v in want.items()):

@@ -10,6 +10,18 @@ ffmpeg and traces every version. Prints one table: per attack the raw coded-bit 
 (before Viterbi), whether the exact payload decoded, the detection statistic R (found
 needs R >= threshold and a valid CRC), its p-value bound, the largest R that wrong keys
 reach on the same video, and the trace time; then the same on unmarked videos.
+
+The A/B section (watermark/ab.py) does what the many-distributors render does: the sample
+upscaled to 1080x1920 is encoded twice, variant A and variant B (common batch payload +
+A/B layer with all symbols +1 / -1; x264 veryfast CRF 20, closed GOPs of AB_GOP frames),
+both are cut into GOP segments by stream copy and one member's copy of an 8-distributor
+batch is assembled from them by stream copy (concat demuxer). The same attack suite is run
+on that copy; per attack: the common payload found, the distributor determined and right,
+the A/B evidence (decades) against its threshold and the null sequences' best. Then PSNR
+against the same encode without the mark and the false-claim checks (unmarked video,
+variant A only, variant B only, the copy traced without its member in the candidate list).
+
+    .venv/bin/python benchmarks/watermark.py --section ab   # only the A/B section
 """
 
 from __future__ import annotations
@@ -30,9 +42,11 @@ from locpipe.config import DEFAULT_CONFIG_DIR, load_market
 from locpipe.media.ffmpeg import ffmpeg_exe
 from locpipe.media.probe import probe
 from locpipe.stages.render import render_export
-from locpipe.watermark.detect import R_THRESHOLD, axis_basis, trace
+from locpipe.watermark import ab
+from locpipe.watermark.detect import R_THRESHOLD, axis_basis, sample_luma, trace, trace_samples
 from locpipe.watermark.forensic import (GRID_H, GRID_W, N_CODED, ForensicSpec, forensic_graph, group_symbols,
                                         node_pattern, pattern_frames)
+from locpipe.watermark.ledger import Ledger
 from locpipe.watermark.payload import Payload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,12 +165,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "watermark")
     parser.add_argument("--reps", type=int, default=1, help="renders per variant for the cost figure (best of)")
+    parser.add_argument("--section", choices=("all", "single", "ab"), default="all",
+                        help="single-layer section, A/B section, or both")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if args.section in ("all", "single"):
+        single_section(out, args.reps)
+    if args.section in ("all", "ab"):
+        ab_section(out)
+
+
+def single_section(out: Path, reps: int) -> None:
     with tempfile.TemporaryDirectory(dir=out) as tmp:
-        plain, marked, payload, t_plain, t_mark, duration = render_pair(Path(tmp), args.reps)
+        plain, marked, payload, t_plain, t_mark, duration = render_pair(Path(tmp), reps)
         plain = plain.replace(out / "plain.mp4")
         marked = marked.replace(out / "marked.mp4")
     y, y_min = psnr(marked, plain)
@@ -165,7 +188,7 @@ def main() -> None:
     print(f"\n## forensic watermark: {duration:.1f} s {SAMPLE.name} rendered for `us` ({W}x{H}), "
           f"payload {payload.hex}")
     print(f"render (ffmpeg) {t_plain:.1f} s unmarked, {t_mark:.1f} s marked: embed cost "
-          f"{t_mark - t_plain:+.1f} s ({100 * (t_mark / t_plain - 1):+.1f}%, best of {args.reps})")
+          f"{t_mark - t_plain:+.1f} s ({100 * (t_mark / t_plain - 1):+.1f}%, best of {reps})")
     print(f"mark's filters alone (scale + blend, no encode): {filter_cost(out, payload):+.2f} ms per frame")
     print(f"PSNR marked vs unmarked render: Y {y:.2f} dB (lowest frame {y_min:.2f} dB); "
           f"the mark alone: Y {mark_alone_psnr(payload):.2f} dB")
@@ -190,6 +213,135 @@ def main() -> None:
     print(row("raw sample (720x1280)", SAMPLE, KEY, None), flush=True)
     print(row("testsrc2 20 s", testsrc, KEY, None), flush=True)
     print(row("marked export, wrong key", marked, b"another-studio-key-0002", None), flush=True)
+
+
+# --------------------------------------------------------------------------- A/B section
+
+AB_GOP = 15
+AB_MEMBERS = 8
+AB_MEMBER = 5  # the member whose copy is attacked
+AB_OTHER = 2  # another member's copy (told apart)
+#: closed GOPs of exactly AB_GOP frames: segments can be swapped by stream copy
+AB_ENC = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", str(AB_GOP), "-keyint_min", str(AB_GOP),
+          "-sc_threshold", "0", "-flags", "+cgop", "-pix_fmt", "yuv420p", "-an"]
+
+
+def ab_encode(out: Path, pattern: Path | None) -> Path:
+    """The sample upscaled to WxH, blended with ``pattern`` (None: unmarked), encoded in
+    closed GOPs."""
+    if pattern is None:
+        ffmpeg("-i", str(SAMPLE), "-vf", f"scale={W}:{H},format=yuv420p", *AB_ENC, str(out))
+    else:
+        ffmpeg("-i", str(SAMPLE), "-i", str(pattern), "-filter_complex",
+               f"[0:v]scale={W}:{H},format=yuv420p[in];[1:v]scale={W}:{H}:flags=bilinear[p];"
+               "[in][p]blend=all_mode=grainmerge[out]", "-map", "[out]", *AB_ENC, str(out))
+    return out
+
+
+def ab_split(video: Path, folder: Path, n_frames: int) -> list[Path]:
+    """Cut ``video`` into its GOP segments by stream copy."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cuts = ",".join(str(k) for k in range(AB_GOP, n_frames, AB_GOP))
+    ffmpeg("-i", str(video), "-map", "0:v", "-c", "copy", "-f", "segment", "-segment_frames", cuts,
+           "-segment_format", "mp4", "-reset_timestamps", "1", str(folder / "%05d.mp4"))
+    return sorted(folder.glob("*.mp4"))
+
+
+def ab_assemble(out: Path, seg_a: list[Path], seg_b: list[Path], symbols: np.ndarray) -> Path:
+    """A distributor's copy: segment s from A when symbols[s] = +1, else from B (stream copy)."""
+    listing = out.with_suffix(".txt")
+    listing.write_text("".join(f"file '{(a if c > 0 else b).resolve()}'\n" for a, b, c in zip(seg_a, seg_b, symbols)))
+    ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(out))
+    return out
+
+
+def ab_trace(video: Path, book: Ledger, batch: Payload, members: list[int]) -> tuple:
+    t0 = time.perf_counter()
+    samples = sample_luma(video)
+    r = trace_samples(samples, KEY)
+    info = book.batch_info(batch)
+    a = ab.trace_ab(samples, KEY, batch, members, crop=r.crop, fps=info.rate, gop=info.gop, n_frames=info.n_frames)
+    return r, a, time.perf_counter() - t0
+
+
+def ab_row(name: str, video: Path, book: Ledger, batch: Payload, members: list[int], expect: int | None) -> str:
+    r, a, secs = ab_trace(video, book, batch, members)
+    decoded = "yes" if r.payload == batch else "NO"
+    right = "-" if expect is None and a.index is None else ("yes" if a.index == expect else "NO")
+    best = "-" if a.best_index is None else str(a.best_index)
+    return (f"| {name:30s} | {decoded:>7s} | {r.statistic:6.1f} | {str(a.determined):>10s} | {best:>4s} | {right:>5s} "
+            f"| {a.score:6.2f} | {a.threshold:6.2f} | {a.null_max:6.2f} | {a.runner_up:6.2f} | {a.offset:7.2f} "
+            f"| {secs:7.1f} |")
+
+
+def ab_header() -> str:
+    head = (f"| {'attack':30s} | {'decoded':>7s} | {'R':>6s} | {'determined':>10s} | {'best':>4s} | {'right':>5s} "
+            f"| {'score':>6s} | {'thresh':>6s} | {'null':>6s} | {'2nd':>6s} | {'offset':>7s} | {'trace s':>7s} |")
+    return head + "\n" + re.sub(r"[^|]", "-", head)
+
+
+def ab_section(out: Path) -> None:
+    import av
+
+    work = out / "ab"
+    work.mkdir(parents=True, exist_ok=True)
+    with av.open(str(SAMPLE)) as c:
+        n_frames = sum(1 for _ in c.demux(c.streams.video[0]) if _.size)
+    fps = 30
+    ledger = work / "forensic-ledger.sqlite"
+    ledger.unlink(missing_ok=True)
+    book = Ledger(ledger)
+    names = [f"distributor-{i:02d}" for i in range(AB_MEMBERS)]
+    batch, members = book.issue_batch(market="us", episode="ep001", distributors=names,
+                                      export_ids=[f"ab{i:02d}" for i in range(AB_MEMBERS)], fps=fps, gop=AB_GOP,
+                                      n_frames=n_frames)
+    nseg = ab.n_segments_for(n_frames, AB_GOP)
+    t0 = time.perf_counter()
+    variants = {}
+    for name, sign in (("A", 1), ("B", -1)):
+        luma = ab.episode_pattern(KEY, batch, fps=fps, n_frames=n_frames, gop=AB_GOP, symbols=np.full(nseg, sign))
+        variants[name] = ab_encode(work / f"variant{name}.mp4", ab.write_pattern_clip(work / f"{name}.y4m", luma, fps))
+    t_variants = time.perf_counter() - t0
+    plain = ab_encode(work / "plain.mp4", None)
+    seg_a, seg_b = ab_split(variants["A"], work / "segA", n_frames), ab_split(variants["B"], work / "segB", n_frames)
+    assert len(seg_a) == len(seg_b) == nseg, (len(seg_a), len(seg_b), nseg)
+    t0 = time.perf_counter()
+    copy = ab_assemble(work / f"member{AB_MEMBER}.mp4", seg_a, seg_b, ab.ab_symbols(KEY, batch, AB_MEMBER, nseg))
+    t_assemble = time.perf_counter() - t0
+    other = ab_assemble(work / f"member{AB_OTHER}.mp4", seg_a, seg_b, ab.ab_symbols(KEY, batch, AB_OTHER, nseg))
+    y, y_min = psnr(copy, plain)
+    mark_mse = np.mean([np.mean((axis_basis(H, GRID_H, 0.0, 1.0) @ (f.astype(np.float64) - 128.0)
+                                 @ axis_basis(W, GRID_W, 0.0, 1.0).T) ** 2)
+                        for f in ab.episode_pattern(KEY, batch, fps=fps, n_frames=60, gop=AB_GOP,
+                                                    symbols=ab.ab_symbols(KEY, batch, AB_MEMBER, 4))])
+
+    print(f"\n## A/B forensic watermark: {n_frames} frames of {SAMPLE.name} upscaled to {W}x{H}, batch "
+          f"{batch.hex} of {AB_MEMBERS} distributors, GOP {AB_GOP} ({nseg} segments), member {AB_MEMBER}'s copy")
+    print(f"amplitudes: common {ab.AB_COMMON_AMPLITUDE}, A/B {ab.AB_AMPLITUDE}; variants A+B encoded in "
+          f"{t_variants:.1f} s, one copy assembled by stream copy in {t_assemble:.2f} s")
+    print(f"PSNR member copy vs unmarked encode: Y {y:.2f} dB (lowest frame {y_min:.2f} dB); the two layers alone: "
+          f"Y {10 * np.log10(255.0 ** 2 / mark_mse):.2f} dB")
+    print(f"decoded = common batch payload (R >= {R_THRESHOLD:g} + CRC); score = A/B evidence in decades "
+          f"(-log10 of the chance-match bound); determined needs score >= thresh (Bonferroni for "
+          f"{ab.AB_FALSE_CLAIM:g} over members x offsets, and >= {ab.AB_NULL_MARGIN:g} x the null sequences' best)\n")
+    print(ab_header())
+    for i, (name, (pre, post)) in enumerate(attacks(n_frames / fps).items()):
+        video = copy
+        if pre or post:
+            video = work / f"attack{i}.mp4"
+            ffmpeg(*pre, "-i", str(copy), *post, str(video))
+        print(ab_row(name, video, book, batch, members, AB_MEMBER), flush=True)
+
+    print("\nother copies and false-claim checks (right = the expected outcome):\n")
+    print(ab_header())
+    print(ab_row(f"member {AB_OTHER}'s copy", other, book, batch, members, AB_OTHER), flush=True)
+    print(ab_row("variant A only", variants["A"], book, batch, members, None), flush=True)
+    print(ab_row("variant B only", variants["B"], book, batch, members, None), flush=True)
+    print(ab_row(f"copy {AB_MEMBER}, member not listed", copy, book, batch,
+                 [j for j in members if j != AB_MEMBER], None), flush=True)
+    r, a, _ = ab_trace(plain, book, batch, members)
+    print(f"\nunmarked encode: common found={r.found} (R {r.statistic:.1f}); A/B best score {a.score:.2f} "
+          f"(threshold {a.threshold:.2f}, null max {a.null_max:.2f}) -> determined={a.determined}")
 
 
 if __name__ == "__main__":

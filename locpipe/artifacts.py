@@ -225,7 +225,29 @@ class RenderResult(Artifact):
     watermark_text: str = ""
     ffmpeg_seconds: float = 0.0
     #: forensic watermark payload (hex, the ledger key); "" when the export carries none
+    #: (for an A/B copy: the batch payload, the distributor being ``ab_member`` of it)
     forensic_payload: str = ""
+    #: A/B copies (locpipe.stages.render_ab): member index in the batch, and the windows
+    #: (seconds) rendered for this distributor with its visible text
+    ab_member: int | None = None
+    distributor_windows: list[tuple[float, float]] = Field(default_factory=list)
+
+
+class ABBase(Artifact):
+    """One market's A/B variants in closed-GOP MPEG-TS segments (``A/00000.ts``...) plus
+    the AAC track: what every distributor's copy is assembled from."""
+
+    #: the batch's forensic payload (hex); "" when the profile has no forensic mark (A only)
+    batch_payload: str = ""
+    fps: str  # exact output rate, e.g. "30000/1001"
+    gop: int
+    n_frames: int
+    n_segments: int
+    variants: list[str]
+    audio: str
+    ass: str
+    watermark_text: str = ""
+    ffmpeg_seconds: float = 0.0
 
 
 class QCCheck(Artifact):

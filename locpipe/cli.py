@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("inputs", nargs="+", type=Path, help="series folder(s) and/or episode files")
     run.add_argument("--out", required=True, type=Path, help="output folder (OUT_DIR/<market>/<episode>.mp4)")
     run.add_argument("--markets", required=True, help="comma-separated market codes (see `locpipe markets`)")
-    run.add_argument("--distributor", default="internal", help="distributor id written into the watermark")
+    run.add_argument("--distributor", default="internal",
+                     help="distributor id written into the watermarks; a comma list (a,b,c) sends every market "
+                          "to each, encoded once as A/B segments (outputs in OUT/<market>/<distributor>/)")
     run.add_argument("--jobs", type=int, default=1, help="episodes processed in parallel")
     run.add_argument("--work", type=Path, help="stage cache folder (default OUT_DIR/.locpipe-work)")
     run.add_argument("--asr", default="faster-whisper", help="ASR backend: faster-whisper or openai-whisper")
@@ -297,7 +299,7 @@ def cmd_run(args) -> int:
         load_bible(args.bible)
     out = args.out.resolve()
     settings = RunSettings(out_dir=out, work_dir=(args.work or out / ".locpipe-work").resolve(),
-                           markets=tuple(markets), distributor=args.distributor, asr_backend=args.asr,
+                           markets=tuple(markets), **_distributors(args.distributor), asr_backend=args.asr,
                            asr=ASROptions(model=args.asr_model), ocr=not args.no_ocr,
                            bible_path=args.bible.resolve() if args.bible else None,
                            config_dir=_config_dir(args.config_dir).resolve(),
@@ -318,6 +320,16 @@ def cmd_run(args) -> int:
     log.info("%d/%d units ok in %.1fs; manifest: %s; QC report: %s", len(units) - len(failed), len(units),
              time.perf_counter() - started, manifest, report)
     return ExitCode.UNITS_FAILED if failed else ExitCode.OK
+
+
+def _distributors(value: str) -> dict:
+    """``--distributor a`` or ``--distributor a,b,c`` as RunSettings fields."""
+    names = [d.strip() for d in value.split(",") if d.strip()]
+    if not names:
+        raise ConfigError("--distributor", "", "give a distributor id (or a comma list of them)")
+    if len(set(names)) != len(names):
+        raise ConfigError("--distributor", "", f"a distributor is listed twice: {value}")
+    return {"distributor": names[0], "distributors": tuple(names) if len(names) > 1 else ()}
 
 
 def cmd_watch(args) -> int:

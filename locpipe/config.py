@@ -157,6 +157,13 @@ class WatermarkPolicy(_Strict):
     #: seconds between jumps
     interval: float = Field(4.0, ge=0.5, le=60)
     size: int = Field(34, ge=8, le=120)
+    #: a market going to several distributors is encoded once (A/B segments, see
+    #: locpipe.stages.render_ab); the full template, with the distributor, then shows in
+    #: windows of this many seconds, one per ``distributor_every`` seconds of episode, and
+    #: only those windows are encoded per distributor (the rest of the time the mark shows
+    #: the template without {distributor} and {export_id})
+    distributor_window: float = Field(1.0, gt=0, le=30)
+    distributor_every: float = Field(30.0, ge=5, le=600)
 
     @field_validator("template")
     @classmethod

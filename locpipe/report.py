@@ -42,7 +42,8 @@ def load_rows(out_dir: Path) -> list[Row]:
     for unit in manifest.get("units", []):
         qc_path = Path(unit.get("outputs", {}).get("qc", ""))
         qc = json.loads(qc_path.read_text(encoding="utf-8")) if unit.get("outputs") and qc_path.exists() else None
-        rows.append(Row(unit["episode"], unit["market"], unit["status"], unit.get("error", ""),
+        market = unit["market"] + (f"/{unit['distributor']}" if unit.get("distributor") else "")
+        rows.append(Row(unit["episode"], market, unit["status"], unit.get("error", ""),
                         unit.get("outputs", {}), qc))
     return rows
 

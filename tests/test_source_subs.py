@@ -146,7 +146,7 @@ def test_mask_goes_first_in_the_graph_and_is_escaped():
     assert graph.startswith("[0:v:0]split=2[msrc][mband];[mband]crop=542:70:78:1016,gblur=")
     assert "overlay=78:1016:enable='between(t\\,0.000" not in graph  # quoted, not comma-escaped
     assert "enable='between(t,0.000,1.125)+" in graph and graph.count("between(") == 60
-    assert graph.index("[vm]fps=30") > graph.index("overlay=")
+    assert graph.index("fps=30") > graph.index("overlay=")
     plain = render.ffmpeg_args(info, Path("m.wav"), Path("a.ass"), markets.profile, Path("o.mp4"),
                                source_subs=SourceSubtitles(found=False, frame_width=720, frame_height=1280,
                                                            sample_fps=4.0))

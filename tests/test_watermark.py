@@ -120,7 +120,7 @@ def test_ffmpeg_args_blend_the_pattern_last(tmp_path):
     inputs = [args[i + 1] for i, a in enumerate(args) if a == "-i"]
     assert inputs[render.FORENSIC_INPUT] == str(g.pattern) and g.pattern.stat().st_size > 0
     graph = args[args.index("-filter_complex") + 1]
-    assert graph.index("ass=") < graph.index("blend=all_mode=grainmerge[v]")
+    assert graph.index("ass=") < graph.index("blend=c0_mode=grainmerge:shortest=1[v]")
     assert graph.count("[v]") == 1 and args[args.index("-map") + 1] == "[v]"  # the blend's output is encoded
     plain = render.ffmpeg_args(probe(src), tmp_path / "mix.wav", tmp_path / "burn.ass", market.profile,
                                tmp_path / "o.mp4")

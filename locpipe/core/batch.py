@@ -148,13 +148,13 @@ def write_manifest(out_dir: Path, reports: list[EpisodeReport], settings: RunSet
             existing = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
             log.warning("%s is unreadable; starting a new manifest", path)
-    units = {(u["episode"], u["market"]): u for u in existing.get("units", [])}
+    units = {(u["episode"], u["market"], u.get("distributor", "")): u for u in existing.get("units", [])}
     episodes = {e["episode"]: e for e in existing.get("episodes", [])}
     for rep in reports:
         episodes[rep.episode] = {"episode": rep.episode, "source": rep.source, "sha256": rep.sha256,
                                  "duration": rep.duration, "shared_stages": rep.shared_stages}
         for unit in rep.units:
-            units[(unit.episode, unit.market)] = asdict(unit)
+            units[(unit.episode, unit.market, unit.distributor)] = asdict(unit)
     manifest = {
         "tool": "locpipe",
         "versions": pipeline_versions(),
@@ -162,12 +162,13 @@ def write_manifest(out_dir: Path, reports: list[EpisodeReport], settings: RunSet
         "last_run": {
             "seconds": round(time.perf_counter() - started, 2),
             "distributor": settings.distributor,
+            "distributors": list(settings.distributors),
             "markets": {m.code: {"config_hash": config_hash(m.config, m.profile), "file": str(m.source)}
                         for m in settings.markets},
             "asr": {"backend": settings.asr_backend, **asdict(settings.asr)},
         },
         "episodes": sorted(episodes.values(), key=lambda e: e["episode"]),
-        "units": sorted(units.values(), key=lambda u: (u["episode"], u["market"])),
+        "units": sorted(units.values(), key=lambda u: (u["episode"], u["market"], u.get("distributor", ""))),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(manifest, indent=1, ensure_ascii=False))

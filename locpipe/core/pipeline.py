@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -47,9 +49,9 @@ log = logging.getLogger(__name__)
 
 #: bump a stage's version when its code changes what it produces: invalidates its cache
 STAGE_VERSIONS = {"ingest": 1, "source_subs": 1, "transcribe": 2, "translate": 4, "segment": 2, "synthesize": 1, "mix": 2,
-                  "render": 1, "qc": 3, "speakers": 1,
+                  "render": 1, "render_ab": 1, "qc": 3, "speakers": 1,
                   "separate": 1}
-MARKET_STAGES = ("translate", "segment", "synthesize", "mix", "render", "qc", "export")
+MARKET_STAGES = ("translate", "segment", "synthesize", "mix", "render_ab", "render", "qc", "export")
 
 #: progress callback: (episode, market or "", stage, status) with status in start/done/cached/failed
 ProgressFn = Callable[[str, str, str, str], None]
@@ -63,6 +65,10 @@ class RunSettings:
     work_dir: Path
     markets: tuple[Market, ...]
     distributor: str = "internal"
+    #: two or more: every market goes to each of them, encoded once as A/B segments with
+    #: only the visible-text windows rendered per distributor (locpipe.stages.render_ab);
+    #: outputs then go to OUT/<market>/<distributor>/ and ``distributor`` is not used
+    distributors: tuple[str, ...] = ()
     asr_backend: str = "faster-whisper"
     asr: ASROptions = ASROptions()
     #: read burned-in source subtitles (text for the transcript, region for the render mask)
@@ -87,6 +93,8 @@ class UnitReport:
 
     episode: str
     market: str
+    #: set when the run has several distributors (one unit per market and distributor)
+    distributor: str = ""
     status: str = "pending"  # ok | failed | stopped (RunSettings.stop_before)
     error: str = ""
     failed_stage: str = ""
@@ -110,6 +118,35 @@ class EpisodeReport:
     duration: float = 0.0
     units: list[UnitReport] = field(default_factory=list)
     shared_stages: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class _MarketWork:
+    """One market's unit between its stages (prepare -> shared render -> finish)."""
+
+    market: Market
+    unit: UnitReport
+    store: ArtifactStore
+    started: float
+    stage: str = "translate"
+    translation: Translation | None = None
+    tl_key: str = ""
+    track: SubtitleTrack | None = None
+    track_dir: Path | None = None
+    seg_key: str = ""
+    dub: DubTrack | None = None
+    mix: MixResult | None = None
+    mix_dir: Path | None = None
+    mix_key: str = ""
+    #: the render stage's key parts once the market is ready to render
+    render_parts: dict | None = None
+    #: (scratch folder, result) of this market's output of the shared render (a RenderResult,
+    #: or an ABBase when the market goes to several distributors)
+    rendered: tuple[Path, object] | None = None
+
+    @property
+    def ab(self) -> bool:
+        return self.render_parts is not None and "ab" in self.render_parts
 
 
 def episode_name(path: Path) -> str:
@@ -144,6 +181,8 @@ class EpisodeJob:
         self._bible_loaded = False
         #: (SpeakerLabels, stage key) once the speakers stage ran; (None, None) without labels
         self._speakers: tuple = (None, None)
+        #: scratch folder of the shared render (removed when the episode is done)
+        self._scratch: Path | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -191,8 +230,12 @@ class EpisodeJob:
             return report
         report.shared_stages = _records(store.records)
         shared = {"ingest": (ing, ing_dir, ing_key), "transcribe": (tr, tr_key), "source_subs": (onscreen, ocr_key)}
-        for market in self.settings.markets:
-            report.units.append(self._run_market(market, info, shared))
+        works = [self._prepare_market(market, info, shared) for market in self.settings.markets]
+        self._render_together(works, info, shared)
+        for work in works:
+            report.units.extend(self._finish_market(work, info, shared))
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
         return report
 
     def _probe(self, store: ArtifactStore) -> MediaInfo:
@@ -332,53 +375,157 @@ class EpisodeJob:
                 del voices[label]
         return {c.index: c.speaker for c in labels.cues}, voices
 
-    def _run_market(self, market: Market, info: MediaInfo, shared: dict) -> UnitReport:
-        started = time.perf_counter()
-        store = ArtifactStore(self.settings.work_dir)
-        unit = UnitReport(episode=self.name, market=market.code,
-                          config_hash=config_hash(market.config, market.profile),
-                          export_id=export_id_for(info.sha256, market, self.settings.distributor))
-        stage = "translate"
+    def _prepare_market(self, market: Market, info: MediaInfo, shared: dict) -> _MarketWork:
+        """A market's stages up to the mix; the render waits so that every market's
+        export comes out of one shared ffmpeg run (see _render_together)."""
+        work = _MarketWork(market=market, store=ArtifactStore(self.settings.work_dir), started=time.perf_counter(),
+                           unit=UnitReport(episode=self.name, market=market.code,
+                                           config_hash=config_hash(market.config, market.profile),
+                                           export_id=export_id_for(info.sha256, market, self.settings.distributor)))
+        store, unit = work.store, work.unit
         try:
             with log_context(episode=self.name, market=market.code):
-                stage = "translate"
-                translation, tl_key = self._translate(store, market, shared, unit)
-                stage = "segment"
-                track, track_dir, seg_key = self._segment(store, market, info, translation, tl_key)
-                stage = "synthesize"
-                dub, dub_dir, dub_key = self._synthesize(store, market, info, translation, tl_key, unit)
-                stage = "mix"
-                mix, mix_dir, mix_key = self._mix(store, market, info, dub, dub_dir, dub_key, shared)
-                stage = "render"
+                work.stage = "translate"
+                work.translation, work.tl_key = self._translate(store, market, shared, unit)
+                work.stage = "segment"
+                work.track, work.track_dir, work.seg_key = self._segment(store, market, info, work.translation,
+                                                                         work.tl_key)
+                work.stage = "synthesize"
+                work.dub, _dub_dir, dub_key = self._synthesize(store, market, info, work.translation, work.tl_key,
+                                                               unit)
+                work.stage = "mix"
+                work.mix, work.mix_dir, work.mix_key = self._mix(store, market, info, work.dub, _dub_dir, dub_key,
+                                                                 shared)
+                work.stage = "render"
                 if self.settings.stop_before == "render":
                     unit.status = "stopped"
-                    unit.stages = _records(store.records)
-                    return unit
-                result, render_dir, render_key = self._render(store, market, info, track, track_dir, seg_key,
-                                                              mix, mix_dir, mix_key, unit, shared["source_subs"])
+                    return work
+                work.render_parts = self._render_parts(market, info, work, shared["source_subs"][1])
+        except Exception as exc:
+            self._fail(work, exc)
+        return work
+
+    def _render_together(self, works: list[_MarketWork], info: MediaInfo, shared: dict) -> None:
+        """Render every market whose export is not cached from one decode of the source.
+
+        The results wait in a scratch folder until each market's render stage adopts them
+        (_render). If the shared run fails, each market renders on its own in its stage,
+        so one market's bad subtitles or font never costs the others their export.
+        """
+        from locpipe.stages import render
+
+        from locpipe.stages import render_ab
+
+        store = ArtifactStore(self.settings.work_dir)
+        due = [w for w in works if w.render_parts is not None and w.unit.status == "pending"
+               and not store.has(self.scope, _render_stage(w), self._render_key_parts(w))]
+        if len(due) < 2:
+            return
+        scratch = self._scratch = self.settings.work_dir / self.scope / "render" / f".shared.{os.getpid()}.tmp"
+        for w in due:
+            self.progress(self.name, w.market.code, _render_stage(w), "start")
+        folders = [scratch / w.market.code for w in due]
+        makers = [(lambda w=w, d=d: render_ab.prepare_base(info, self._base_job(w, d))) if w.ab
+                  else (lambda w=w, d=d: render.prepare_export(info, self._export_job(w, d)))
+                  for w, d in zip(due, folders)]
+        try:
+            tasks = render.prepare_all(makers)
+            results = render.run_shared(info, tasks, source_subs=shared["source_subs"][0])
+        except Exception as exc:
+            log.warning("%s: shared render of %s failed (%s); rendering each market on its own", self.name,
+                        ", ".join(w.market.code for w in due), _describe(exc))
+            shutil.rmtree(scratch, ignore_errors=True)
+            return
+        for w, folder, result in zip(due, folders, results):
+            w.rendered = (folder, result)
+
+    def _finish_market(self, work: _MarketWork, info: MediaInfo, shared: dict) -> list[UnitReport]:
+        """Render (or adopt the shared render's output), QC and export one market: one unit,
+        or one per distributor when the market goes to several (A/B)."""
+        units = [work.unit]
+        if work.unit.status == "pending":
+            try:
+                with log_context(episode=self.name, market=work.market.code):
+                    if work.ab:
+                        work.stage = "render_ab"
+                        base, base_dir, base_key = self._render_base(work, info, shared["source_subs"][0])
+                        units = [self._finish_distributor(work, info, shared, d, (base, base_dir, base_key))
+                                 for d in self.settings.distributors]
+                    else:
+                        work.stage = "render"
+                        result, render_dir, render_key = self._render(work.store, work, info,
+                                                                      shared["source_subs"][0])
+                        self._qc_and_export(work, work.store, work.unit, info, shared, result, render_dir,
+                                            render_key)
+            except Exception as exc:
+                self._fail(work, exc)
+        if work.rendered:  # emptied by the render stage, or left over after a failure
+            shutil.rmtree(work.rendered[0], ignore_errors=True)
+        for unit in units:
+            unit.stages = _records(work.store.records) + unit.stages
+            unit.seconds = round(time.perf_counter() - work.started, 3)
+        return units
+
+    def _finish_distributor(self, work: _MarketWork, info: MediaInfo, shared: dict, distributor: str,
+                            base: tuple) -> UnitReport:
+        """One distributor's copy of an A/B market: assemble, QC, export (fails alone)."""
+        from locpipe.stages import render_ab
+
+        market = work.market
+        unit = replace(work.unit, distributor=distributor, stages=[], outputs={}, backends=dict(work.unit.backends),
+                       export_id=export_id_for(info.sha256, market, distributor))
+        store = ArtifactStore(self.settings.work_dir)
+        stage = "render"
+        try:
+            with log_context(episode=self.name, market=market.code, distributor=distributor):
+                model, base_dir, base_key = base
+                parts = {"base": base_key, "distributor": distributor, "export_id": unit.export_id,
+                         "segment": work.seg_key, "windows": market.config.watermark.model_dump()}
+                job = render_ab.DistributorJob(market, model, base_dir, work.track, work.track_dir, self.name,
+                                               distributor, unit.export_id, Path(),
+                                               self._forensic(market, distributor))
+                result, render_dir, render_key = self._stage(
+                    store, market.code, "render", parts, RenderResult,
+                    lambda d: render_ab.assemble(info, replace(job, out_dir=d), source_subs=shared["source_subs"][0]))
                 stage = "qc"
-                report, _qc_dir, _ = self._stage(
-                    store, market.code, "qc", {"render": render_key, "speakers": self._speakers[1]},
-                    QCReport,
-                    lambda d: _with_forensic_check(_with_background_check(_with_speaker_check(
-                        qc.run_qc(episode=self.name, market=market, export_path=render_dir / result.video,
-                                  source=info, transcript=shared["transcribe"][0], translation=translation,
-                                  track=track, dub=dub), self._speakers[0]), mix),
-                        render_dir / result.video, result.forensic_payload, self._forensic(market)))
-                stage = "export"
-                unit.outputs = self._export(market, result, render_dir, track, report)
-                unit.qc_passed = report.passed
-                unit.status = "ok"
+                self._qc_and_export(work, store, unit, info, shared, result, render_dir, render_key,
+                                    distributor=distributor)
         except Exception as exc:
             unit.status, unit.failed_stage, unit.error = "failed", stage, _describe(exc)
             self.progress(self.name, market.code, stage, "failed")
-            log.error("%s [%s] %s failed: %s", self.name, market.code, stage, unit.error,
+            log.error("%s [%s/%s] %s failed: %s", self.name, market.code, distributor, stage, unit.error,
                       extra={"episode": self.name, "market": market.code, "stage": stage})
-            if not isinstance(exc, LocpipeError):
-                log.debug("traceback:\n%s", traceback.format_exc())
         unit.stages = _records(store.records)
-        unit.seconds = round(time.perf_counter() - started, 3)
         return unit
+
+    def _qc_and_export(self, work: _MarketWork, store: ArtifactStore, unit: UnitReport, info: MediaInfo,
+                       shared: dict, result: RenderResult, render_dir: Path, render_key: str,
+                       distributor: str | None = None) -> None:
+        market = work.market
+        work.stage = "qc"
+        spec = self._forensic(market, distributor)
+        report, _qc_dir, _ = self._stage(
+            store, market.code, "qc", {"render": render_key, "speakers": self._speakers[1]},
+            QCReport,
+            lambda d: _with_forensic_check(_with_background_check(_with_speaker_check(
+                qc.run_qc(episode=self.name, market=market, export_path=render_dir / result.video,
+                          source=info, transcript=shared["transcribe"][0],
+                          translation=work.translation, track=work.track, dub=work.dub),
+                self._speakers[0]), work.mix),
+                render_dir / result.video, result, spec))
+        work.stage = "export"
+        unit.outputs = self._export(market, result, render_dir, work.track, report, distributor)
+        unit.qc_passed = report.passed
+        unit.status = "ok"
+
+    def _fail(self, work: _MarketWork, exc: Exception) -> None:
+        unit, stage = work.unit, work.stage
+        unit.status, unit.failed_stage, unit.error = "failed", stage, _describe(exc)
+        self.progress(self.name, work.market.code, stage, "failed")
+        log.error("%s [%s] %s failed: %s", self.name, work.market.code, stage, unit.error,
+                  extra={"episode": self.name, "market": work.market.code, "stage": stage})
+        if not isinstance(exc, LocpipeError):
+            log.debug("traceback:\n%s", traceback.format_exc())
 
     # ------------------------------------------------------------------ market stages
 
@@ -496,17 +643,21 @@ class EpisodeJob:
             return None, None, f"separation failed: {_describe(exc)}"
         return folder / stems.accompaniment, key, ""
 
-    def _render(self, store, market: Market, info: MediaInfo, track, track_dir, seg_key, mix, mix_dir, mix_key,
-                unit: UnitReport, source_subs: tuple[SourceSubtitles | None, str | None]):
+    def _render_parts(self, market: Market, info: MediaInfo, work: _MarketWork, ocr_key: str | None) -> dict:
+        """What a market's export depends on: the render stage's key parts."""
         from locpipe.media.ffmpeg import ffmpeg_version
-        from locpipe.stages.render import render_export
 
-        unit.backends["render"] = f"ffmpeg {ffmpeg_version()}"
+        work.unit.backends["render"] = f"ffmpeg {ffmpeg_version()}"
         c = market.config
-        parts = {"source": info.sha256, "segment": seg_key, "mix": mix_key, "profile": market.profile.model_dump(),
-                 "style": c.subtitles.model_dump(), "watermark": c.watermark.model_dump(),
-                 "distributor": self.settings.distributor, "export_id": unit.export_id,
-                 "source_subs": source_subs[1]}
+        parts = {"source": info.sha256, "segment": work.seg_key, "mix": work.mix_key,
+                 "profile": market.profile.model_dump(), "style": c.subtitles.model_dump(),
+                 "watermark": c.watermark.model_dump(), "distributor": self.settings.distributor,
+                 "export_id": work.unit.export_id, "source_subs": ocr_key}
+        if len(self.settings.distributors) > 1:  # A/B base: the same for every distributor
+            from locpipe.watermark.ab import AB_VERSION
+
+            del parts["distributor"], parts["export_id"]
+            parts["ab"] = AB_VERSION
         forensic = self._forensic(market)
         if forensic:  # a new key or ledger means a new payload: render again
             from locpipe.watermark.forensic import FORENSIC_VERSION
@@ -514,13 +665,57 @@ class EpisodeJob:
 
             parts["forensic"] = {"v": FORENSIC_VERSION, "key": key_fingerprint(forensic.key),
                                  "ledger": str(forensic.ledger)}
-        return self._stage(store, market.code, "render", parts, RenderResult,
-                           lambda d: render_export(info, mix_dir / mix.wav, track, track_dir, market,
-                                                   episode=self.name, distributor=self.settings.distributor,
-                                                   export_id=unit.export_id, out_dir=d, source_subs=source_subs[0],
-                                                   forensic=forensic))
+        return parts
 
-    def _forensic(self, market: Market):
+    @staticmethod
+    def _render_key_parts(work: _MarketWork) -> dict:
+        return {"v": STAGE_VERSIONS[_render_stage(work)], **work.render_parts}
+
+    def _base_job(self, work: _MarketWork, out_dir: Path):
+        from locpipe.stages.render_ab import BaseJob
+
+        return BaseJob(work.market, work.mix_dir / work.mix.wav, work.track, self.name, out_dir,
+                       self._forensic(work.market))
+
+    def _render_base(self, work: _MarketWork, info: MediaInfo, source_subs: SourceSubtitles | None):
+        """The market's A/B base: adopt the shared render's output, else encode it alone."""
+        from locpipe.artifacts import ABBase
+        from locpipe.stages import render, render_ab
+
+        def make(d: Path) -> ABBase:
+            if work.rendered:
+                return self._adopt(work, d)
+            task = render_ab.prepare_base(info, self._base_job(work, d))
+            return render.run_shared(info, [task], source_subs=source_subs)[0]
+
+        return self._stage(work.store, work.market.code, "render_ab", work.render_parts, ABBase, make)
+
+    @staticmethod
+    def _adopt(work: _MarketWork, d: Path):
+        """Move this market's output of the shared render into its stage folder."""
+        scratch, result = work.rendered
+        for item in scratch.iterdir():
+            os.replace(item, d / item.name)
+        return result
+
+    def _export_job(self, work: _MarketWork, out_dir: Path):
+        from locpipe.stages.render import ExportJob
+
+        return ExportJob(work.market, work.mix_dir / work.mix.wav, work.track, work.track_dir, self.name,
+                         self.settings.distributor, work.unit.export_id, out_dir, self._forensic(work.market))
+
+    def _render(self, store, work: _MarketWork, info: MediaInfo, source_subs: SourceSubtitles | None):
+        """The market's render stage: adopt the shared render's output, else render alone."""
+        from locpipe.stages import render
+
+        def make(d: Path) -> RenderResult:
+            if work.rendered:
+                return self._adopt(work, d)
+            return render.render_exports(info, [self._export_job(work, d)], source_subs=source_subs)[0]
+
+        return self._stage(store, work.market.code, "render", work.render_parts, RenderResult, make)
+
+    def _forensic(self, market: Market, distributor: str | None = None):
         """The forensic watermark spec for this market's render, None when its profile has it off."""
         if not market.profile.forensic_watermark:
             return None
@@ -529,14 +724,19 @@ class EpisodeJob:
         from locpipe.watermark.ledger import ledger_path
 
         ledger = ledger_path(self.settings.ledger_path, work_dir=self.settings.work_dir).resolve()
-        export_file = self.settings.out_dir / market.code / f"{self.name}.mp4"
+        export_file = self._export_folder(market, distributor) / f"{self.name}.mp4"
         return ForensicSpec(key=load_key(ledger, create=True), ledger=ledger, export_file=str(export_file))
 
-    def _export(self, market: Market, result: RenderResult, render_dir: Path, track: SubtitleTrack,
-                report: QCReport) -> dict[str, str]:
-        """Publish into OUT_DIR/<market>/ with atomic renames: never a half-written export."""
-        self.progress(self.name, market.code, "export", "start")
+    def _export_folder(self, market: Market, distributor: str | None) -> Path:
         folder = self.settings.out_dir / market.code
+        return folder / _safe_name(distributor) if distributor else folder
+
+    def _export(self, market: Market, result: RenderResult, render_dir: Path, track: SubtitleTrack,
+                report: QCReport, distributor: str | None = None) -> dict[str, str]:
+        """Publish into OUT_DIR/<market>/ (/<distributor>/ with several) with atomic renames:
+        never a half-written export."""
+        self.progress(self.name, market.code, "export", "start")
+        folder = self._export_folder(market, distributor)
         lang = market.config.language
         outputs = {
             "video": folder / f"{self.name}.mp4",
@@ -556,6 +756,17 @@ class EpisodeJob:
         return {k: str(v) for k, v in outputs.items()}
 
 
+def _render_stage(work: _MarketWork) -> str:
+    return "render_ab" if work.ab else "render"
+
+
+def _safe_name(text: str) -> str:
+    """A distributor id as a folder name."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+    return safe.strip("._") or "distributor"
+
+
+
 def _with_speaker_check(report: QCReport, labels) -> QCReport:
     """Add the informational speaker-label check (never fails QC): how many speakers, or why none."""
     if labels is None:
@@ -568,8 +779,9 @@ def _with_speaker_check(report: QCReport, labels) -> QCReport:
     return report.model_copy(update={"checks": [*report.checks, check]})
 
 
-def _with_forensic_check(report: QCReport, export: Path, issued_hex: str, spec) -> QCReport:
-    """Trace the export like a leaked copy: the mark must decode to the payload the ledger issued.
+def _with_forensic_check(report: QCReport, export: Path, result: RenderResult, spec) -> QCReport:
+    """Trace the export like a leaked copy: the mark must decode to the payload the ledger
+    issued, and an A/B copy to its own distributor of the batch.
 
     An export whose mark does not read back would be untraceable when it leaks; that fails
     QC rather than being discovered on a pirate site.
@@ -577,14 +789,24 @@ def _with_forensic_check(report: QCReport, export: Path, issued_hex: str, spec) 
     if spec is None:
         return report
     from locpipe.artifacts import QCCheck
-    from locpipe.watermark.detect import trace
+    from locpipe.watermark.cli_trace import trace_report
 
-    result = trace(export, spec.key)
-    decoded = result.payload.hex if result.found and result.payload else ""
-    check = QCCheck(name="forensic_watermark", passed=bool(issued_hex) and decoded == issued_hex,
-                    value=round(result.statistic, 1), target=f"payload {issued_hex or '(none issued)'} read back",
-                    detail=(f"decoded {decoded or 'nothing'}; statistic {result.statistic:.1f}, "
-                            f"{result.bit_errors} coded bit error(s), traced in {result.seconds:.1f} s"))
+    issued_hex = result.forensic_payload
+    traced, found = trace_report(export, spec.ledger)
+    decoded = (traced.get("payload") or {}).get("hex", "") if found else ""
+    conf = traced["confidence"]
+    passed = bool(issued_hex) and decoded == issued_hex
+    target = f"payload {issued_hex or '(none issued)'} read back"
+    detail = (f"decoded {decoded or 'nothing'}; statistic {conf['statistic']:.1f}, "
+              f"{conf['coded_bit_errors']} coded bit error(s), traced in {traced['seconds']:.1f} s")
+    if result.ab_member is not None:
+        ab = traced.get("ab") or {}
+        passed = passed and traced.get("distributor_determined") and ab.get("index") == result.ab_member
+        target += f" and A/B member {result.ab_member} determined"
+        detail += (f"; A/B member {ab.get('index')} (score {ab.get('score')}, threshold {ab.get('threshold')}, "
+                   f"null max {ab.get('null_max')})")
+    check = QCCheck(name="forensic_watermark", passed=bool(passed), value=round(conf["statistic"], 1),
+                    target=target, detail=detail)
     return report.model_copy(update={"checks": [*report.checks, check]})
 
 

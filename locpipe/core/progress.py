@@ -67,5 +67,6 @@ def summary_table(reports: list[EpisodeReport]) -> Table:
             status = "[green]ok[/]" if u.status == "ok" else f"[red]failed at {u.failed_stage}[/]"
             qc = "-" if u.qc_passed is None else ("[green]pass[/]" if u.qc_passed else "[yellow]check[/]")
             detail = u.outputs.get("video", "") if u.status == "ok" else u.error
-            table.add_row(u.episode, u.market, status, qc, f"{u.seconds:.1f}", detail)
+            market = f"{u.market}/{u.distributor}" if u.distributor else u.market
+            table.add_row(u.episode, market, status, qc, f"{u.seconds:.1f}", detail)
     return table

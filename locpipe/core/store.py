@@ -67,6 +67,10 @@ class ArtifactStore:
     def _dir(self, scope: str, stage: str, key: str) -> Path:
         return self.root / scope / stage / key
 
+    def has(self, scope: str, stage: str, parts: dict) -> bool:
+        """Whether the artifact for (scope, stage, parts) is already stored."""
+        return (self._dir(scope, stage, make_key(stage, parts)) / META).exists()
+
     def get_or_make(
         self,
         scope: str,

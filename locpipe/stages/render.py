@@ -14,6 +14,8 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from locpipe.artifacts import MediaInfo, RenderResult, SourceSubtitles, SubtitleTrack
@@ -177,119 +179,320 @@ def mask_graph(source_subs: SourceSubtitles, source: MediaInfo, src: str, out: s
             f"[msrc][mblur]overlay={x}:{y}:enable={enable}[{out}]")
 
 
-def video_graph(source: MediaInfo, profile: RenderProfile, ass_path: Path, *, matrix: str = "bt709",
-                source_subs: SourceSubtitles | None = None, forensic: ForensicGraph | None = None) -> str:
-    """Source video -> [v]: source-subtitle mask, rate, reframe, BT.709 tags, burned ASS, 4:2:0,
-    and last (on the finished picture, right before the encoder) the forensic mark.
+def head_graph(source: MediaInfo, source_subs: SourceSubtitles | None, out: str,
+               window: tuple[float, float] | None = None) -> str:
+    """Source video -> [out]: the part every output shares (one decode, one mask).
 
-    The tags are set on the frames, not only as encoder options: ffmpeg takes primaries
-    and transfer from the frames and would write "unknown" for an untagged source.
+    ``window`` keeps only [start, end) seconds with their original timestamps (a window
+    re-render must land on the same frames as the full encode it patches)."""
+    src = "0:v:0"
+    parts = []
+    if window:
+        parts.append(f"[0:v:0]trim=start={window[0]:.6f}:end={window[1]:.6f}[vt]")
+        src = "vt"
+    mask = mask_graph(source_subs, source, src, out) if source_subs else None
+    if mask:
+        parts.append(mask)
+    else:
+        parts.append(f"[{src}]null[{out}]")
+    return ";".join(parts)
+
+
+def _fan_out(src: str, labels: list[str]) -> str:
+    """``[src]split=n[l0][l1]...`` (or a plain rename for one label)."""
+    if len(labels) == 1:
+        return f"[{src}]null[{labels[0]}]"
+    return f"[{src}]split={len(labels)}" + "".join(f"[{x}]" for x in labels)
+
+
+@dataclass(frozen=True)
+class Encode:
+    """One encode in a shared render: a market's picture (subtitles, marks) and its file.
+
+    Encodes that share a profile's frame (size, reframe, rate) share the reframe, and those
+    that also share the subtitle document share the libass pass: variants A and B of a
+    forensic mark differ only in the last blend.
     """
-    fps = output_fps(profile, source.fps)
-    mask = mask_graph(source_subs, source, "0:v:0", "vm") if source_subs else None
-    first = "vm" if mask else "0:v:0"
-    head = (f"{mask};" if mask else "") + (f"[{first}]fps={fps:g}[vf];" if fps else "")
-    src = "vf" if fps else first
-    reframe = reframe_graph(profile, source.display_width, source.display_height, src, "vr", matrix=matrix)
-    burn = f"ass=filename={escape_filter_value(str(ass_path))}"
-    if forensic is not None:
-        return f"{head}{reframe};[vr]setparams={BT709_TAGS},{burn},format=yuv420p[vpre];{forensic.fragment}"
-    return f"{head}{reframe};[vr]setparams={BT709_TAGS},{burn},format=yuv420p[v]"
+
+    profile: RenderProfile
+    ass_path: Path
+    target: Path
+    #: the market's mix, muxed in as AAC (None: a video-only encode)
+    audio_wav: Path | None = None
+    #: forensic pattern clip blended last, and whether it loops (the single-layer clip is
+    #: one period at 10 fps; A/B clips cover the whole episode at the video's rate)
+    pattern: Path | None = None
+    pattern_loop: bool = True
+    #: time of the pattern clip's first frame (a window re-render's clip starts at its window)
+    pattern_start: float = 0.0
+    #: write closed-GOP MPEG-TS segments (target is a ``%05d`` pattern) for A/B assembly
+    segmented: bool = False
 
 
-def audio_graph(sample_rate: int) -> str:
-    """Mix WAV -> [a]: resampled, stereo, and padded with silence without end (``-t`` cuts
+def shared_graph(source: MediaInfo, encodes: list[Encode], *, matrix: str = "bt709",
+                 source_subs: SourceSubtitles | None = None, window: tuple[float, float] | None = None,
+                 first_extra_input: int = 1) -> tuple[str, list[list[str]], list[tuple[str, str | None]]]:
+    """The filtergraph of a shared render: (graph, extra input args, (video, audio) labels).
+
+    Source -> mask -> one reframe per distinct frame -> one libass pass per distinct
+    subtitle document -> per encode: 4:2:0 and the forensic blend. Extra inputs (each
+    encode's mix, then its pattern) are numbered from ``first_extra_input`` in order. With
+    a single encode the labels are [v] and [a], and the pattern is input 2 (FORENSIC_INPUT).
+    """
+    one = len(encodes) == 1
+    parts = [head_graph(source, source_subs, "vh", window)]
+    frames: dict[tuple, list[int]] = {}
+    for i, e in enumerate(encodes):
+        p = e.profile
+        frames.setdefault((output_fps(p, source.fps), p.width, p.height, p.reframe), []).append(i)
+    frame_labels = [f"vh{g}" for g in range(len(frames))]
+    parts.append(_fan_out("vh", frame_labels))
+    pre: dict[int, str] = {}
+    for g, ((fps, *_), members) in enumerate(frames.items()):
+        src = frame_labels[g]
+        if fps:
+            parts.append(f"[{src}]fps={fps:g}[vf{g}]")
+            src = f"vf{g}"
+        parts.append(reframe_graph(encodes[members[0]].profile, source.display_width, source.display_height,
+                                   src, f"vr{g}", matrix=matrix))
+        docs: dict[Path, list[int]] = {}
+        for i in members:
+            docs.setdefault(encodes[i].ass_path, []).append(i)
+        doc_labels = [f"vr{g}d{d}" for d in range(len(docs))]
+        parts.append(_fan_out(f"vr{g}", doc_labels))
+        for d, (ass_path, users) in enumerate(docs.items()):
+            burn = f"ass=filename={escape_filter_value(str(ass_path))}"
+            parts.append(f"[{doc_labels[d]}]setparams={BT709_TAGS},{burn},format=yuv420p[vs{g}d{d}]")
+            outs = [f"vp{i}" for i in users]
+            parts.append(_fan_out(f"vs{g}d{d}", outs))
+            pre.update({i: f"vp{i}" for i in users})
+    inputs: list[list[str]] = []
+    labels: list[tuple[str, str | None]] = []
+    n = first_extra_input
+    for i, e in enumerate(encodes):
+        v, a = ("v", "a") if one else (f"v{i}", f"a{i}")
+        if e.audio_wav is not None:
+            inputs.append(["-i", str(e.audio_wav)])
+            parts.append(audio_graph(e.profile.audio_sample_rate, input_index=n, out=a))
+            n += 1
+        else:
+            a = None
+        if e.pattern is not None:
+            inputs.append([*(["-stream_loop", "-1"] if e.pattern_loop else []), "-i", str(e.pattern)])
+            p = e.profile
+            shift = f"setpts=PTS+{e.pattern_start:.6f}/TB," if e.pattern_start else ""
+            parts.append(f"[{n}:v]{shift}scale={p.width}:{p.height}:flags=bilinear[wm{i}];"
+                         f"[{pre[i]}][wm{i}]blend=c0_mode=grainmerge:shortest=1[{v}]")
+            n += 1
+        else:
+            parts.append(f"[{pre[i]}]null[{v}]")
+        labels.append((v, a))
+    return ";".join(parts), inputs, labels
+
+
+def encoder_args(profile: RenderProfile, fps: float) -> list[str]:
+    """x264 High, closed GOP of half a second, CRF under a bitrate cap, BT.709 tags."""
+    gop = str(gop_frames(fps))
+    return ["-c:v", profile.video_codec, "-profile:v", "high", "-pix_fmt", "yuv420p",
+            "-preset", profile.preset, "-crf", str(profile.crf),
+            "-maxrate", profile.maxrate, "-bufsize", profile.bufsize,
+            "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-flags", "+cgop",
+            "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
+
+
+def output_args(source: MediaInfo, e: Encode, video: str, audio: str | None, *,
+                window: tuple[float, float] | None = None) -> list[str]:
+    """Map, encoder and muxer options of one encode (placed before its output path)."""
+    fps = output_fps(e.profile, source.fps) or source.fps
+    args = ["-map", f"[{video}]"]
+    if audio:
+        args += ["-map", f"[{audio}]"]
+    if window is None:
+        args += ["-t", f"{source.duration:.3f}"]
+    args += encoder_args(e.profile, fps)
+    if audio:
+        args += ["-c:a", "aac", "-b:a", e.profile.audio_bitrate, "-ar", str(e.profile.audio_sample_rate),
+                 "-ac", "2"]
+    args += ["-map_metadata", "-1", "-map_chapters", "-1"]
+    if e.segmented:
+        # a new file at every keyframe: one closed GOP per segment, timestamps continuous
+        # across files, so any mix of A and B segments concatenates into one valid stream
+        # (offset by a second: the encoder's first DTS is negative by the B-frame delay,
+        # and the muxer would shift only the segments where it is, not a window's)
+        return args + ["-output_ts_offset", "1", "-f", "segment", "-segment_format", "mpegts",
+                       "-segment_time", "0.001", "-reset_timestamps", "0", str(e.target)]
+    return args + ["-movflags", "+faststart", "-f", "mp4", str(e.target)]
+
+
+def shared_render_args(source: MediaInfo, encodes: list[Encode], *, matrix: str = "bt709",
+                       source_subs: SourceSubtitles | None = None,
+                       window: tuple[float, float] | None = None) -> list[str]:
+    """One ffmpeg run: decode the source once and write every encode.
+
+    Timestamps are the source's own, from zero (``-copyts -start_at_zero``), so a window
+    re-render (``window``, decoding from a second before it) produces frames with exactly
+    the timestamps of the full render it patches.
+    """
+    graph, extra, labels = shared_graph(source, encodes, matrix=matrix, source_subs=source_subs, window=window)
+    seek = ["-ss", f"{max(0.0, window[0] - 1.0):.3f}"] if window else []
+    args = ["-copyts", "-start_at_zero", "-autorotate", *seek, "-i", source.path]
+    for inp in extra:
+        args += inp
+    args += ["-filter_complex", graph]
+    for e, (v, a) in zip(encodes, labels):
+        args += output_args(source, e, v, a, window=window)
+    return args
+
+
+def audio_graph(sample_rate: int, *, input_index: int = 1, out: str = "a") -> str:
+    """Mix WAV -> [out]: resampled, stereo, and padded with silence without end (``-t`` cuts
     it at the source's duration, so the audio never shortens the video)."""
-    return (f"[1:a:0]aresample={sample_rate},aformat=sample_fmts=fltp:channel_layouts=stereo,"
-            f"apad[a]")
+    return (f"[{input_index}:a:0]aresample={sample_rate},aformat=sample_fmts=fltp:channel_layouts=stereo,"
+            f"apad[{out}]")
 
 
 def ffmpeg_args(source: MediaInfo, audio_wav: Path, ass_path: Path, profile: RenderProfile,
                 out_path: Path, *, matrix: str = "bt709", source_subs: SourceSubtitles | None = None,
                 forensic: ForensicGraph | None = None) -> list[str]:
-    """The full ffmpeg argument list (binary and global flags are added by run_ffmpeg).
+    """The ffmpeg argument list of one export (binary and global flags are added by run_ffmpeg).
 
-    ``forensic`` (from forensic_graph with ``input_index=FORENSIC_INPUT``, ``in_label="vpre"``,
-    ``out_label="v"``) adds the pattern clip as the third input and blends it in last.
+    ``forensic`` (from forensic_graph) adds its pattern clip as input FORENSIC_INPUT, blended last.
     """
-    fps = output_fps(profile, source.fps) or source.fps
-    gop = str(gop_frames(fps))
-    video = video_graph(source, profile, ass_path, matrix=matrix, source_subs=source_subs, forensic=forensic)
-    graph = f"{video};{audio_graph(profile.audio_sample_rate)}"
-    return [
-        "-autorotate", "-i", source.path,
-        "-i", str(audio_wav),
-        *(forensic.input_args if forensic else []),
-        "-filter_complex", graph,
-        "-map", "[v]", "-map", "[a]",
-        "-t", f"{source.duration:.3f}",
-        "-c:v", profile.video_codec, "-profile:v", "high", "-pix_fmt", "yuv420p",
-        "-preset", profile.preset, "-crf", str(profile.crf),
-        "-maxrate", profile.maxrate, "-bufsize", profile.bufsize,
-        "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-flags", "+cgop",
-        "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
-        "-c:a", "aac", "-b:a", profile.audio_bitrate, "-ar", str(profile.audio_sample_rate), "-ac", "2",
-        "-map_metadata", "-1", "-map_chapters", "-1",
-        "-movflags", "+faststart",
-        "-f", "mp4", str(out_path),
-    ]
+    encode = Encode(profile, ass_path, out_path, audio_wav=audio_wav,
+                    pattern=forensic.pattern if forensic else None)
+    return shared_render_args(source, [encode], matrix=matrix, source_subs=source_subs)
 
 
 # --------------------------------------------------------------------------- the run
 
 
+@dataclass(frozen=True)
+class ExportJob:
+    """One market's export in a shared render: its mix, subtitles, identity and folder."""
+
+    market: Market
+    audio_wav: Path
+    track: SubtitleTrack
+    track_dir: Path
+    episode: str
+    distributor: str
+    export_id: str
+    out_dir: Path
+    forensic: ForensicSpec | None = None
+
+
+@dataclass
+class Prepared:
+    """One task's part of a shared render: its encodes, and what to do when the run ends."""
+
+    encodes: list[Encode]
+    #: called with the run's seconds after a successful run: renames files, returns the artifact
+    finish: Callable[[float], object]
+    #: called when the run failed: removes partial files, withdraws issued payloads
+    abort: Callable[[], None]
+    #: called in every case: removes scratch inputs (pattern clips)
+    cleanup: Callable[[], None] = lambda: None
+    label: str = ""
+
+
 def render_export(source: MediaInfo, audio_wav: Path, track: SubtitleTrack, track_dir: Path, market: Market, *,
                   episode: str, distributor: str, export_id: str, out_dir: Path,
                   source_subs: SourceSubtitles | None = None, forensic: ForensicSpec | None = None) -> RenderResult:
-    """Render one market's export into ``out_dir`` (export.mp4, export.srt/.vtt, burn.ass).
+    """Render one market's export into ``out_dir`` (export.mp4, export.srt/.vtt, burn.ass)."""
+    job = ExportJob(market, audio_wav, track, track_dir, episode, distributor, export_id, out_dir, forensic)
+    return run_shared(source, [prepare_export(source, job)], source_subs=source_subs)[0]
 
-    With ``source_subs`` (see stages.source_subs) the source's burned-in subtitles are
-    blurred while they show, so our subtitles do not land on top of readable Chinese.
-    With ``forensic`` (the pipeline passes it when the profile has ``forensic_watermark``)
-    a payload is issued in the ledger and its invisible mark blended into the picture; a
-    failed render withdraws the payload again.
 
-    The MP4 is written under a temporary name and renamed when complete, so a killed run
-    never leaves a truncated ``export.mp4`` that looks finished.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    profile = market.profile
-    mark = plan_visible_watermark(market, duration=source.duration, distributor=distributor, episode=episode,
-                                  export_id=export_id)
-    subs = build_ass(track, market.config.subtitles, profile, mark.layer() if mark else None)
-    ass_path = write_ass(subs, out_dir / ASS_NAME)
-    final = out_dir / VIDEO_NAME
-    partial = out_dir / f".{VIDEO_NAME}.{os.getpid()}.partial"
-    matrix = input_matrix(tagged_matrix(Path(source.path)), source.width, source.height)
-    issued = _issue_forensic(forensic, market, episode=episode, distributor=distributor, export_id=export_id,
-                             out_dir=out_dir)
-    graph = issued[1] if issued else None
-    args = ffmpeg_args(source, audio_wav, ass_path, profile, partial, matrix=matrix, source_subs=source_subs,
-                       forensic=graph)
-    log.info("rendering %s for %s (%s, %dx%d)", episode, market.code, profile.reframe, profile.width, profile.height)
-    t0 = time.monotonic()
+def render_exports(source: MediaInfo, jobs: list[ExportJob], *,
+                   source_subs: SourceSubtitles | None = None) -> list[RenderResult]:
+    """Render every job from one decode of ``source`` in one ffmpeg run."""
+    tasks = prepare_all([lambda job=job: prepare_export(source, job) for job in jobs])
+    return run_shared(source, tasks, source_subs=source_subs)
+
+
+def prepare_all(makers: list[Callable[[], Prepared]]) -> list[Prepared]:
+    """Prepare tasks in order; if one cannot be prepared, undo the ones before it (their
+    payloads were already issued) and re-raise."""
+    tasks: list[Prepared] = []
     try:
-        run_ffmpeg(args, env=font_env(), what=f"render of {episode} for {market.code}")
+        for make in makers:
+            tasks.append(make())
     except BaseException:
-        partial.unlink(missing_ok=True)
-        if issued:
-            _withdraw_forensic(forensic, issued[0])
+        for t in tasks:
+            t.abort()
+            t.cleanup()
+        raise
+    return tasks
+
+
+def run_shared(source: MediaInfo, tasks: list[Prepared], *, source_subs: SourceSubtitles | None = None,
+               window: tuple[float, float] | None = None) -> list:
+    """Run every task's encodes in one ffmpeg process (one decode, one mask; see
+    shared_render_args), then finish each task; on failure abort them all and re-raise."""
+    try:
+        encodes = [e for t in tasks for e in t.encodes]
+        matrix = input_matrix(tagged_matrix(Path(source.path)), source.width, source.height)
+        args = shared_render_args(source, encodes, matrix=matrix, source_subs=source_subs, window=window)
+        what = ", ".join(t.label for t in tasks)
+        log.info("rendering %s: %s (%d encodes from one decode)", Path(source.path).name, what, len(encodes))
+        t0 = time.monotonic()
+        run_ffmpeg(args, env=font_env(), what=f"render of {Path(source.path).name} for {what}")
+        seconds = time.monotonic() - t0
+    except BaseException:
+        for t in tasks:
+            t.abort()
         raise
     finally:
-        if graph:
-            graph.pattern.unlink(missing_ok=True)
-    seconds = time.monotonic() - t0
-    os.replace(partial, final)
-    log.info("rendered %s in %.1f s", final, seconds)
-    return RenderResult(
-        video=VIDEO_NAME,
-        srt=_copy_sidecar(track_dir / track.srt, out_dir / "export.srt"),
-        vtt=_copy_sidecar(track_dir / track.vtt, out_dir / "export.vtt"),
-        export_id=export_id,
-        watermark_text=mark.text if mark else "",
-        ffmpeg_seconds=round(seconds, 3),
-        forensic_payload=issued[0].hex if issued else "",
-    )
+        for t in tasks:
+            t.cleanup()
+    return [t.finish(seconds) for t in tasks]
+
+
+def prepare_export(source: MediaInfo, job: ExportJob) -> Prepared:
+    """A full export of one market for one distributor as a task of a shared render.
+
+    With ``job.forensic`` (the pipeline passes it when the profile has
+    ``forensic_watermark``) a payload is issued in the ledger here and its invisible mark
+    blended into the picture; a failed run withdraws it again. The MP4 is written under a
+    temporary name and renamed when the run is complete, so a killed run never leaves a
+    truncated ``export.mp4`` that looks finished.
+    """
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    profile = job.market.profile
+    mark = plan_visible_watermark(job.market, duration=source.duration, distributor=job.distributor,
+                                  episode=job.episode, export_id=job.export_id)
+    subs = build_ass(job.track, job.market.config.subtitles, profile, mark.layer() if mark else None)
+    ass_path = write_ass(subs, job.out_dir / ASS_NAME)
+    partial = job.out_dir / f".{VIDEO_NAME}.{os.getpid()}.partial"
+    given = _issue_forensic(job.forensic, job.market, episode=job.episode, distributor=job.distributor,
+                            export_id=job.export_id, out_dir=job.out_dir)
+    encode = Encode(profile, ass_path, partial, audio_wav=job.audio_wav,
+                    pattern=given[1].pattern if given else None)
+
+    def finish(seconds: float) -> RenderResult:
+        final = job.out_dir / VIDEO_NAME
+        os.replace(partial, final)
+        log.info("rendered %s", final)
+        return RenderResult(
+            video=VIDEO_NAME,
+            srt=copy_sidecar(job.track_dir / job.track.srt, job.out_dir / "export.srt"),
+            vtt=copy_sidecar(job.track_dir / job.track.vtt, job.out_dir / "export.vtt"),
+            export_id=job.export_id,
+            watermark_text=mark.text if mark else "",
+            ffmpeg_seconds=round(seconds, 3),
+            forensic_payload=given[0].hex if given else "",
+        )
+
+    def abort() -> None:
+        partial.unlink(missing_ok=True)
+        if given:
+            _withdraw_forensic(job.forensic, given[0])
+
+    def cleanup() -> None:
+        if given:
+            given[1].pattern.unlink(missing_ok=True)
+
+    return Prepared([encode], finish, abort, cleanup, label=f"{job.market.code} ({profile.reframe})")
 
 
 def _issue_forensic(spec: ForensicSpec | None, market: Market, *, episode: str, distributor: str, export_id: str,
@@ -332,7 +535,7 @@ def tagged_matrix(path: Path) -> int | None:
     return None if code == 2 else code
 
 
-def _copy_sidecar(src: Path, dst: Path) -> str:
+def copy_sidecar(src: Path, dst: Path) -> str:
     """Copy a subtitle sidecar next to the video; '' when the track has none."""
     if not src.is_file():
         log.info("no %s beside the subtitle track; export has no %s", src.name, dst.suffix)

@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -127,13 +128,18 @@ def pattern_frames(nodes: np.ndarray, amplitude: float = AMPLITUDE) -> np.ndarra
     return np.clip(np.round(values), 0, 255).astype(np.uint8)
 
 
-def write_y4m(path: Path, luma: np.ndarray, fps: int = PATTERN_FPS) -> Path:
-    """Write (frames, H, W) luma as a 4:2:0 Y4M clip with neutral chroma (lossless, tiny)."""
+def write_y4m(path: Path, luma: np.ndarray, fps: int | Fraction = PATTERN_FPS) -> Path:
+    """Write (frames, H, W) luma as a 4:2:0 Y4M clip with neutral chroma (lossless, tiny).
+
+    ``fps`` may be a Fraction (e.g. 30000/1001): Y4M stores the rate as a ratio, so a clip
+    written at the video's exact rate keeps frame k on the video's frame k.
+    """
     n, h, w = luma.shape
     if h % 2 or w % 2:
         raise ValueError("4:2:0 needs an even frame size")
+    rate = Fraction(fps)
     chroma = np.full((h // 2) * (w // 2) * 2, 128, dtype=np.uint8).tobytes()
-    header = f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420mpeg2\n".encode()
+    header = f"YUV4MPEG2 W{w} H{h} F{rate.numerator}:{rate.denominator} Ip A1:1 C420mpeg2\n".encode()
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("wb") as fh:
         fh.write(header)

@@ -9,6 +9,14 @@ memory does not work; writers and ``locpipe trace`` wait for each other's short 
 
 Where it lives: ``--ledger`` / ``LOCPIPE_LEDGER``, else beside the work directory, else
 the user cache. (One ledger per studio key: a payload means nothing without the key.)
+
+A/B batches (watermark/ab.py): ``issue_batch`` records one *batch* payload per (market,
+episode) as an ordinary payloads row (distributor ``ab-batch:<market>``), its timing in
+``ab_batches`` (the detector needs the GOP length and the episode length) and one row per
+member distributor in ``ab_members`` (the member index picks its keyed A/B sequence).
+``add_members`` appends distributors to an existing batch later (new indices: variants A
+and B are already encoded, a new copy is only a new assembly). Both tables are created
+IF NOT EXISTS, so ledgers written before A/B mode keep working.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from fractions import Fraction
 from pathlib import Path
 
 from locpipe.errors import LocpipeError
@@ -45,6 +54,38 @@ CREATE TABLE IF NOT EXISTS payloads (
 """
 
 
+_AB_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS ab_batches (
+    payload_hex  TEXT PRIMARY KEY,
+    fps          TEXT NOT NULL,
+    gop          INTEGER NOT NULL,
+    n_frames     INTEGER NOT NULL,
+    ab_version   INTEGER NOT NULL,
+    created_at   TEXT NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS ab_members (
+    payload_hex  TEXT NOT NULL,
+    idx          INTEGER NOT NULL,
+    distributor  TEXT NOT NULL,
+    export_id    TEXT NOT NULL,
+    file         TEXT NOT NULL DEFAULT '',
+    created_at   TEXT NOT NULL,
+    PRIMARY KEY (payload_hex, idx)
+)""",
+)
+#: the payloads-row distributor of an A/B batch is this prefix plus the market
+BATCH_DISTRIBUTOR_PREFIX = "ab-batch:"
+
+
+def batch_distributor(market: str) -> str:
+    """The distributor name (and, hashed, the payload's distributor code) of A/B batches."""
+    return BATCH_DISTRIBUTOR_PREFIX + market
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 class LedgerError(LocpipeError):
     """The ledger cannot issue or record a payload (full serial space, unreadable file)."""
 
@@ -67,6 +108,38 @@ class LedgerEntry:
     @property
     def payload(self) -> Payload:
         return Payload(self.distributor_code, self.episode_code, self.serial)
+
+
+@dataclass(frozen=True)
+class ABBatch:
+    """Timing of an A/B batch as rendered: what the A/B detector needs besides the key."""
+
+    payload_hex: str
+    fps: str  # exact rate as a ratio, e.g. "30000/1001"
+    gop: int  # frames per GOP-segment
+    n_frames: int  # frames of the episode
+    ab_version: int
+    created_at: str
+
+    @property
+    def rate(self) -> Fraction:
+        return Fraction(self.fps)
+
+    @property
+    def n_segments(self) -> int:
+        return -(-self.n_frames // self.gop)
+
+
+@dataclass(frozen=True)
+class ABMember:
+    """One distributor's copy of an A/B batch: segment s from A or B per its sequence ``index``."""
+
+    payload_hex: str
+    index: int
+    distributor: str
+    export_id: str
+    file: str
+    created_at: str
 
 
 def ledger_path(explicit: Path | None = None, *, work_dir: Path | None = None) -> Path:
@@ -96,6 +169,8 @@ class Ledger:
             raise LedgerError(f"{self.path}: cannot open the forensic ledger: {exc}") from None
         try:
             con.execute(_SCHEMA)
+            for statement in _AB_SCHEMA:
+                con.execute(statement)
             yield con
         finally:
             con.close()
@@ -127,9 +202,117 @@ class Ledger:
             con.execute("UPDATE payloads SET file = ? WHERE payload_hex = ?", (file, payload.hex))
 
     def withdraw(self, payload: Payload) -> None:
-        """Forget a payload whose export was never written (the render failed)."""
+        """Forget a payload whose export was never written (the render failed); for an A/B
+        batch payload also its timing and members (same as ``withdraw_batch``)."""
         with self._connect() as con:
-            con.execute("DELETE FROM payloads WHERE payload_hex = ?", (payload.hex,))
+            con.execute("BEGIN IMMEDIATE")
+            for table in ("ab_members", "ab_batches", "payloads"):
+                con.execute(f"DELETE FROM {table} WHERE payload_hex = ?", (payload.hex,))
+            con.execute("COMMIT")
+
+    # ----------------------------------------------------------------------- A/B batches
+
+    def issue_batch(self, *, market: str, episode: str, distributors: list[str], export_ids: list[str],
+                    files: list[str] | None = None, fps: Fraction | float | str, gop: int, n_frames: int,
+                    batch_id: str = "") -> tuple[Payload, list[int]]:
+        """Allocate an A/B batch payload for (market, episode) and its first members.
+
+        One transaction: the payloads row (distributor ``ab-batch:<market>``, export id
+        ``batch_id`` or ``ab-batch:<episode>``), the timing (``fps`` exact, e.g.
+        Fraction(30000, 1001) or "30000/1001"; ``gop`` frames per segment; ``n_frames`` of
+        the episode) and members 0..n-1 in the order given. Returns (payload, indices).
+        """
+        from locpipe.watermark.ab import AB_VERSION
+
+        if gop < 2 or n_frames < 1:
+            raise ValueError("an A/B batch needs gop >= 2 and n_frames >= 1")
+        rate = Fraction(fps).limit_denominator(1001) if isinstance(fps, float) else Fraction(fps)
+        rows = self._member_rows(distributors, export_ids, files)
+        d, e = distributor_code(batch_distributor(market)), episode_code(episode)
+        now = _now()
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                (serial,) = con.execute("SELECT COALESCE(MAX(serial) + 1, 0) FROM payloads WHERE episode_code = ?",
+                                        (e,)).fetchone()
+                if serial >= 1 << SERIAL_BITS:
+                    raise LedgerError(f"{self.path}: all {1 << SERIAL_BITS} serials of episode code {e} are used")
+                payload = Payload(d, e, serial)
+                con.execute("INSERT INTO payloads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (payload.hex, batch_distributor(market), d, market, episode, e, serial,
+                             batch_id or f"ab-batch:{episode}", "", now))
+                con.execute("INSERT INTO ab_batches VALUES (?, ?, ?, ?, ?, ?)",
+                            (payload.hex, f"{rate.numerator}/{rate.denominator}", gop, n_frames, AB_VERSION, now))
+                indices = self._insert_members(con, payload, rows, now)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        log.info("issued A/B batch payload %s for %s %s with %d members", payload.hex, market, episode, len(indices))
+        return payload, indices
+
+    def add_members(self, batch: Payload, *, distributors: list[str], export_ids: list[str],
+                    files: list[str] | None = None) -> list[int]:
+        """Add distributors to an existing batch (next free indices, never reused)."""
+        rows = self._member_rows(distributors, export_ids, files)
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                if con.execute("SELECT 1 FROM ab_batches WHERE payload_hex = ?", (batch.hex,)).fetchone() is None:
+                    raise LedgerError(f"{self.path}: {batch.hex} is not an A/B batch")
+                indices = self._insert_members(con, batch, rows, _now())
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return indices
+
+    @staticmethod
+    def _member_rows(distributors: list[str], export_ids: list[str], files: list[str] | None) -> list[tuple]:
+        files = list(files) if files is not None else [""] * len(distributors)
+        if not len(distributors) == len(export_ids) == len(files):
+            raise ValueError("distributors, export_ids and files must have the same length")
+        return list(zip(distributors, export_ids, files))
+
+    @staticmethod
+    def _insert_members(con: sqlite3.Connection, batch: Payload, rows: list[tuple], now: str) -> list[int]:
+        # next indices after the highest one recorded: an index is never given to two members
+        (start,) = con.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM ab_members WHERE payload_hex = ?",
+                               (batch.hex,)).fetchone()
+        indices = list(range(start, start + len(rows)))
+        con.executemany("INSERT INTO ab_members VALUES (?, ?, ?, ?, ?, ?)",
+                        [(batch.hex, i, dist, xid, f, now) for i, (dist, xid, f) in zip(indices, rows)])
+        return indices
+
+    def batch_info(self, payload: Payload) -> ABBatch | None:
+        """The A/B timing of ``payload``, or None when it is not an A/B batch."""
+        with self._connect() as con:
+            row = con.execute("SELECT payload_hex, fps, gop, n_frames, ab_version, created_at FROM ab_batches "
+                              "WHERE payload_hex = ?", (payload.hex,)).fetchone()
+        return ABBatch(*row) if row else None
+
+    def members(self, batch: Payload) -> list[ABMember]:
+        """The batch's distributors, by index."""
+        with self._connect() as con:
+            rows = con.execute("SELECT payload_hex, idx, distributor, export_id, file, created_at FROM ab_members "
+                               "WHERE payload_hex = ? ORDER BY idx", (batch.hex,)).fetchall()
+        return [ABMember(*row) for row in rows]
+
+    def record_member_file(self, batch: Payload, index: int, file: str) -> None:
+        """Note where member ``index``'s assembled copy was written."""
+        with self._connect() as con:
+            con.execute("UPDATE ab_members SET file = ? WHERE payload_hex = ? AND idx = ?", (file, batch.hex, index))
+
+    def withdraw_member(self, batch: Payload, index: int) -> None:
+        """Forget one member whose copy was never assembled. Its index is not handed out
+        again while a higher index exists (a reused index would be ambiguous for copies
+        already out); withdraw the last member only if its copy never left."""
+        with self._connect() as con:
+            con.execute("DELETE FROM ab_members WHERE payload_hex = ? AND idx = ?", (batch.hex, index))
+
+    def withdraw_batch(self, batch: Payload) -> None:
+        """Forget a batch whose variants were never rendered: payload, timing, members."""
+        self.withdraw(batch)
 
     def entries(self) -> list[LedgerEntry]:
         """Every issued payload, oldest first."""
