@@ -1,7 +1,8 @@
-"""Render stage cost: one ffmpeg pass vs a bare encode, vs separate passes, per distributor.
+"""Render stage cost: one decode for every export vs a bare encode, vs separate passes, per distributor.
 
     .venv/bin/python benchmarks/render.py [--run benchmarks/out/render/run] [--out benchmarks/out/render]
-                                          [--markets us,us-social] [--limit SECONDS]
+                                          [--markets us,us-social] [--ab-market us] [--distributors 3]
+                                          [--limit SECONDS]
 
 Inputs are the real artifacts of one pipeline run on the sample (37 s, 720x1280 ->
 1080x1920): ingest (MediaInfo), source_subs (the Chinese subtitle band and its intervals),
@@ -9,23 +10,27 @@ each market's segment track and mix WAV, read from the run's work folder. When `
 has no work folder the script makes one first with
 ``locpipe run samples/ --out RUN --markets us,us-social`` (later runs reuse it).
 
-Per market, in one run (the machine's load drifts, so the variants of a market run back
-to back; wall and child CPU seconds are both printed, CPU being less sensitive to other
-processes on the machine):
+Measured in one run (wall and child CPU seconds; the machine's load drifts, CPU is the
+steadier figure):
 
-1. the render stage (``stages.render.render_export``: mask, reframe, ASS subtitles + visible
-   watermark, forensic mark where the profile has it, audio, x264) against a *bare* encode
-   of the same output: the same reframe filter and matrix, the same encoder and audio
-   arguments (taken from ``render.ffmpeg_args`` itself), no mask, no subtitles, no marks;
-2. the same work as separate ffmpeg passes, each re-encoding at the profile's settings
-   (what a naive script or moviepy does): mask + reframe, then subtitles + watermark, then
-   the forensic mark (profiles that have it), then the audio mux (re-encoding the video
-   too, as moviepy's write does; the figure with a stream-copy mux is printed as well);
-3. a second ``render_export`` of the same market for another distributor: today every
-   distributor is a full render (the A/B segment model of issue 6 item 7 is not
-   implemented), so its marginal cost is ~100% of a render;
-4. a PNG frame grab of the one-pass export at a moment where a target subtitle, the
-   source-subtitle mask and the visible watermark are all on screen.
+1. **the render stage** for every market at once (``render.render_exports``: one ffmpeg
+   run, one decode and one mask shared, per market its reframe, ASS subtitles + visible
+   watermark, forensic mark where the profile has it, audio, x264) against a **bare
+   encode of the same outputs** (one run: the same reframes, encoders and audio, no mask,
+   no subtitles, no marks). Target <= 1.15.
+2. the same work as **separate passes** per market, each re-encoding at the profile's
+   settings (what a naive script or moviepy does): mask + reframe, subtitles + watermark,
+   the forensic mark (profiles that have it), the audio mux (re-encoding the video too,
+   as moviepy's write does; the stream-copy mux is printed as well). Target >= 2x the
+   one-pass time. Also printed: each market rendered alone (what one decode saves).
+3. **many distributors** (``--ab-market``): a full render for one distributor, the A/B
+   base (variants A and B once, ``render_ab.prepare_base``) and then each distributor's
+   copy (``render_ab.assemble``: its visible-text window rendered, the rest stream-copied).
+   The marginal cost of one more distributor is its assembly time over the full render.
+   Target <= 5%. One copy is traced back (``locpipe trace``) to show it names its distributor.
+4. a PNG frame grab per market of the one-pass export where a target subtitle, the source
+   mask and the visible watermark are all on screen, and one of an A/B copy inside its
+   distributor window (the distributor's name on screen).
 
 ``--limit`` renders only the first SECONDS of the episode (a smoke run of the script).
 """
@@ -155,28 +160,38 @@ def encoder_tail(args: list[str]) -> list[str]:
     return args[args.index("-t"):-1]
 
 
-def one_pass(inp: Inputs, market: Market, work: Path, distributor: str, export_id: str,
-             forensic: ForensicSpec | None):
-    """The render stage as the pipeline calls it."""
+def jobs_for(inputs: dict[str, Inputs], markets: dict[str, Market], work: Path, ledger: Path,
+             distributor: str) -> list[render.ExportJob]:
+    """One export job per market, as the pipeline makes them (forensic where the profile has it)."""
+    return [render.ExportJob(m, inputs[c].wav, inputs[c].track, inputs[c].track_dir, EPISODE, distributor,
+                             f"bench-{c}-{distributor}", work / c, _spec(m, ledger, work / c / "export.mp4"))
+            for c, m in markets.items()]
+
+
+def _spec(market: Market, ledger: Path, file: Path) -> ForensicSpec | None:
+    """The pipeline's spec: the key file beside the ledger (so ``locpipe trace`` finds it)."""
+    from locpipe.watermark.keys import load_key
+
+    if not market.profile.forensic_watermark:
+        return None
+    return ForensicSpec(key=load_key(ledger, create=True), ledger=ledger, export_file=str(file))
+
+
+def one_pass(source: MediaInfo, subs: SourceSubtitles | None, jobs: list[render.ExportJob]):
+    """The render stage as the pipeline runs it: every job from one decode."""
     with Clock() as c:
-        result = render.render_export(inp.source, inp.wav, inp.track, inp.track_dir, market, episode=EPISODE,
-                                      distributor=distributor, export_id=export_id, out_dir=work,
-                                      source_subs=inp.source_subs, forensic=forensic)
-    return result, c.t
+        results = render.render_exports(source, jobs, source_subs=subs)
+    return results, c.t
 
 
-def bare_encode(inp: Inputs, market: Market, work: Path) -> Timed:
-    """Reframe + encode only: the render's argument list with the video graph cut down to
-    the reframe (same scaler, matrix and tags) and the audio graph unchanged."""
-    profile = market.profile
-    matrix = render.input_matrix(render.tagged_matrix(Path(inp.source.path)), inp.source.width, inp.source.height)
-    args = render.ffmpeg_args(inp.source, inp.wav, work / "unused.ass", profile, work / "bare.mp4", matrix=matrix)
-    fps = render.output_fps(profile, inp.source.fps)
-    head = f"[0:v:0]fps={fps:g}[vf];" if fps else ""
-    video = (head + render.reframe_graph(profile, inp.source.display_width, inp.source.display_height,
-                                         "vf" if fps else "0:v:0", "vr", matrix=matrix)
-             + f";[vr]setparams={render.BT709_TAGS},format=yuv420p[v]")
-    args[args.index("-filter_complex") + 1] = f"{video};{render.audio_graph(profile.audio_sample_rate)}"
+def bare_encode(source: MediaInfo, inputs: dict[str, Inputs], markets: dict[str, Market], work: Path) -> Timed:
+    """The same outputs with nothing but reframe + encode + audio: one decode, the same
+    scalers, matrix, encoders and AAC (render.shared_render_args itself), no mask, no
+    subtitles, no marks."""
+    encodes = [render.Encode(m.profile, None, work / f"bare-{c}.mp4", audio_wav=inputs[c].wav)
+               for c, m in markets.items()]
+    matrix = render.input_matrix(render.tagged_matrix(Path(source.path)), source.width, source.height)
+    args = render.shared_render_args(source, encodes, matrix=matrix)
     with Clock() as c:
         run_ffmpeg(args, what="bare encode")
     return c.t
@@ -187,6 +202,7 @@ def separate_passes(inp: Inputs, market: Market, work: Path, payload: Payload | 
     re-encoding it with the render's encoder settings."""
     profile = market.profile
     src = inp.source
+    work.mkdir(parents=True, exist_ok=True)
     matrix = render.input_matrix(render.tagged_matrix(Path(src.path)), src.width, src.height)
     tail = encoder_tail(render.ffmpeg_args(src, inp.wav, work / "unused.ass", profile, work / "x.mp4",
                                            matrix=matrix))
@@ -285,63 +301,128 @@ def ratio(a: Timed, b: Timed) -> str:
     return f"{a.wall / b.wall:5.2f} wall, {a.cpu / b.cpu:5.2f} cpu"
 
 
-def bench_market(code: str, episode_dir: Path, out: Path, limit: float | None) -> list[str]:
-    market = load_market(DEFAULT_CONFIG_DIR, code)
-    inp = market_inputs(episode_dir, market)
-    if limit:
-        inp = Inputs(inp.source.model_copy(update={"duration": min(limit, inp.source.duration)}), inp.source_subs,
-                     inp.track, inp.track_dir, inp.wav)
-    marked = market.profile.forensic_watermark
-    lines = [f"### {code}: {market.profile.reframe}, {market.profile.width}x{market.profile.height}, "
-             f"x264 {market.profile.preset} CRF {market.profile.crf} maxrate {market.profile.maxrate}, "
-             f"forensic mark {'on' if marked else 'off'}, {inp.source.duration:.1f} s, "
-             f"mask {'on' if inp.source_subs and inp.source_subs.found else 'off'}, "
-             f"{len(inp.track.events)} subtitle events"]
-    (out / code).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=f".{code}-") as tmp:
+def _table(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    return ["| measurement | time | ratio | target |", "|---|---|---|---|",
+            *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows)]
+
+
+def bench_shared(codes: list[str], episode_dir: Path, out: Path, limit: float | None) -> list[str]:
+    """Measurements 1, 2 and the per-market frame grabs."""
+    markets = {c: load_market(DEFAULT_CONFIG_DIR, c) for c in codes}
+    inputs = {c: _limited(market_inputs(episode_dir, m), limit) for c, m in markets.items()}
+    first = inputs[codes[0]]
+    source, subs = first.source, first.source_subs
+    lines = [f"### one decode for {', '.join(codes)}: {source.duration:.1f} s of {Path(source.path).name} "
+             f"({source.width}x{source.height}), mask {'on' if subs and subs.found else 'off'}"]
+    for c, m in markets.items():
+        p = m.profile
+        lines.append(f"- {c}: {p.reframe} {p.width}x{p.height}, x264 {p.preset} CRF {p.crf} maxrate {p.maxrate}, "
+                     f"forensic mark {'on' if p.forensic_watermark else 'off'}, "
+                     f"{len(inputs[c].track.events)} subtitle events")
+    with tempfile.TemporaryDirectory(dir=out, prefix=".shared-") as tmp:
         work = Path(tmp)
         ledger = work / "forensic-ledger.sqlite"
-
-        def spec(distributor: str) -> ForensicSpec | None:
-            return ForensicSpec(key=KEY, ledger=ledger, export_file=str(out / code / f"{distributor}.mp4")) \
-                if marked else None
-
-        first, t_one = one_pass(inp, market, work / "A", DISTRIBUTORS[0], "benchA0001", spec(DISTRIBUTORS[0]))
-        log.warning("%s: one pass %s", code, fmt(t_one))
-        t_bare = bare_encode(inp, market, work)
-        log.warning("%s: bare %s", code, fmt(t_bare))
-        payload = Payload.from_hex(first.forensic_payload) if first.forensic_payload else None
-        passes = separate_passes(inp, market, work, payload)
-        log.warning("%s: separate passes done", code)
-        _second, t_two = one_pass(inp, market, work / "B", DISTRIBUTORS[1], "benchB0002", spec(DISTRIBUTORS[1]))
-        log.warning("%s: second distributor %s", code, fmt(t_two))
-        export = (work / "A" / render.VIDEO_NAME).replace(out / code / f"{EPISODE}-onepass.mp4")
-        t = grab_time(inp)
-        png = frame_grab(export, t, out / f"frame-{code}.png")
-
-    sep_reenc = _sum(*(v for k, v in passes.items() if k != "mux (stream copy)"))
-    sep_copy = _sum(*(v for k, v in passes.items() if k != "mux (re-encode)"))
-    lines += [
-        "",
-        "| measurement | time | ratio | target |",
-        "|---|---|---|---|",
-        f"| render stage, one pass (render_export; ffmpeg alone {first.ffmpeg_seconds:.1f} s) | {fmt(t_one)} | | |",
-        f"| bare x264 encode (same reframe + encoder + AAC) | {fmt(t_bare)} | | |",
-        f"| **1. render / bare encode** | | {ratio(t_one, t_bare)} | <= 1.15 |",
+        results, t_one = one_pass(source, subs, jobs_for(inputs, markets, work / "one", ledger, DISTRIBUTORS[0]))
+        log.warning("one pass, all markets: %s", fmt(t_one))
+        t_bare = bare_encode(source, inputs, markets, work)
+        log.warning("bare encode, all markets: %s", fmt(t_bare))
+        alone: dict[str, Timed] = {}
+        for c, m in markets.items():
+            _, alone[c] = one_pass(source, subs, jobs_for({c: inputs[c]}, {c: m}, work / "alone", ledger,
+                                                          DISTRIBUTORS[0]))
+            log.warning("%s alone: %s", c, fmt(alone[c]))
+        passes: dict[str, dict[str, Timed]] = {}
+        for (c, m), res in zip(markets.items(), results):
+            payload = Payload.from_hex(res.forensic_payload) if res.forensic_payload else None
+            passes[c] = separate_passes(inputs[c], m, work / f"sep-{c}", payload)
+            log.warning("%s separate passes done", c)
+        grabs = []
+        for c in codes:
+            export = (work / "one" / c / render.VIDEO_NAME).replace(out / c / f"{EPISODE}-onepass.mp4")
+            t = grab_time(inputs[c])
+            grabs.append(f"- {c}: frame at {t:.2f} s (subtitle + mask + visible mark): "
+                         f"{frame_grab(export, t, out / f'frame-{c}.png')}; export kept: {export}")
+    sep_reenc = _sum(*(v for per in passes.values() for k, v in per.items() if k != "mux (stream copy)"))
+    sep_copy = _sum(*(v for per in passes.values() for k, v in per.items() if k != "mux (re-encode)"))
+    each = _sum(*alone.values())
+    r1 = t_one.wall / t_bare.wall
+    rows = [
+        (f"render stage, one ffmpeg run for {len(codes)} market(s)", fmt(t_one), "", ""),
+        ("bare x264 encode of the same outputs (one run)", fmt(t_bare), "", ""),
+        ("**1. render / bare encode**", "", ratio(t_one, t_bare), f"<= 1.15 ({'met' if r1 <= 1.15 else 'not met'})"),
+        *((f"market {c} rendered alone", fmt(t), "", "") for c, t in alone.items()),
+        ("markets rendered one by one / one run", fmt(each), ratio(each, t_one), ""),
+        *((f"separate pass: {c} {k}", fmt(v), "", "") for c, per in passes.items() for k, v in per.items()),
+        ("separate passes, all re-encoding", fmt(sep_reenc), "", ""),
+        ("**2. separate passes (all re-encode) / one run**", "", ratio(sep_reenc, t_one),
+         f">= 2 ({'met' if sep_reenc.wall >= 2 * t_one.wall else 'not met'})"),
+        ("2b. separate passes (mux by stream copy) / one run", fmt(sep_copy), ratio(sep_copy, t_one), ""),
     ]
-    lines += [f"| separate pass: {k} | {fmt(v)} | | |" for k, v in passes.items()]
-    lines += [
-        f"| separate passes, all re-encoding | {fmt(sep_reenc)} | | |",
-        f"| **2. separate (all re-encode) / one pass** | | {ratio(sep_reenc, t_one)} | >= 2 |",
-        f"| 2b. separate (mux by stream copy) / one pass | {fmt(sep_copy)} | {ratio(sep_copy, t_one)} | |",
-        f"| render for a 2nd distributor ({DISTRIBUTORS[1]}) | {fmt(t_two)} | | |",
-        f"| **3. marginal distributor / full render** | | {ratio(t_two, t_one)} | <= 0.05 "
-        f"({'met' if t_two.wall <= 0.05 * t_one.wall else 'not met: no A/B segments, every distributor is a full render'}) |",
-        "",
-        f"4. frame grab at {t:.2f} s (subtitle + mask + visible mark): {png}",
-        f"   one-pass export kept: {export}",
+    return lines + [""] + _table(rows) + ["", "Frame grabs:"] + grabs
+
+
+def bench_distributors(code: str, n: int, episode_dir: Path, out: Path, limit: float | None) -> list[str]:
+    """Measurement 3: a full render vs the A/B base and each distributor's assembly."""
+    from locpipe.stages import render_ab
+    from locpipe.watermark.cli_trace import trace_report
+
+    market = load_market(DEFAULT_CONFIG_DIR, code)
+    inp = _limited(market_inputs(episode_dir, market), limit)
+    names = [f"bench-distributor-{i + 1}" for i in range(n)]
+    with tempfile.TemporaryDirectory(dir=out, prefix=f".ab-{code}-") as tmp:
+        work = Path(tmp)
+        ledger = work / "forensic-ledger.sqlite"
+        _, t_full = one_pass(inp.source, inp.source_subs,
+                             jobs_for({code: inp}, {code: market}, work / "full", ledger, names[0]))
+        log.warning("%s full render: %s", code, fmt(t_full))
+        base_job = render_ab.BaseJob(market, inp.wav, inp.track, EPISODE, work / "base",
+                                     _spec(market, ledger, work / "base.mp4"))
+        with Clock() as c:
+            base = render.run_shared(inp.source, [render_ab.prepare_base(inp.source, base_job)],
+                                     source_subs=inp.source_subs)[0]
+        t_base = c.t
+        log.warning("%s A/B base: %s", code, fmt(t_base))
+        copies: list[tuple[str, Timed, object]] = []
+        for i, name in enumerate(names):
+            job = render_ab.DistributorJob(market, base, work / "base", inp.track, inp.track_dir, EPISODE, name,
+                                           f"bench-ab-{i}", work / name, _spec(market, ledger, work / name / "x.mp4"))
+            with Clock() as c:
+                result = render_ab.assemble(inp.source, job, source_subs=inp.source_subs)
+            copies.append((name, c.t, result))
+            log.warning("%s copy for %s: %s", code, name, fmt(c.t))
+        name, _, result = copies[-1]
+        kept = (work / name / render.VIDEO_NAME).replace(out / code / f"{EPISODE}-{name}.mp4")
+        traced = ""
+        if market.profile.forensic_watermark:
+            report, _found = trace_report(kept, ledger)
+            who = (report.get("ledger") or {}).get("distributor", "?")
+            traced = (f"- `locpipe trace` of {kept.name}: distributor determined "
+                      f"{report.get('distributor_determined')} -> {who} (A/B score "
+                      f"{(report.get('ab') or {}).get('score')}, threshold {(report.get('ab') or {}).get('threshold')})")
+        a, b = result.distributor_windows[0] if result.distributor_windows else (0.0, 0.0)
+        grab = frame_grab(kept, (a + b) / 2, out / f"frame-{code}-distributor-window.png")
+    marginal = Timed(sum(t.wall for _, t, _ in copies) / n, sum(t.cpu for _, t, _ in copies) / n)
+    r3 = marginal.wall / t_full.wall
+    rows = [
+        (f"full render of {code} for one distributor", fmt(t_full), "", ""),
+        (f"A/B base of {code} (variants A and B once; {base.n_segments} GOP segments each)", fmt(t_base),
+         ratio(t_base, t_full), "(once per market)"),
+        *((f"copy for {nm} (windows {r.distributor_windows}, assembly)", fmt(t), "", "") for nm, t, r in copies),
+        ("**3. one more distributor / full render** (mean of the copies)", fmt(marginal), ratio(marginal, t_full),
+         f"<= 0.05 ({'met' if r3 <= 0.05 else 'not met'})"),
     ]
-    return lines
+    n_total = Timed(t_base.wall + n * marginal.wall, t_base.cpu + n * marginal.cpu)
+    rows.append((f"{n} distributors by A/B vs {n} full renders", fmt(n_total),
+                 ratio(n_total, Timed(n * t_full.wall, n * t_full.cpu)), ""))
+    return ([f"### {n} distributors of {code} ({inp.source.duration:.1f} s)", ""] + _table(rows)
+            + ["", traced, f"- frame in {name}'s window ({a:.2f}-{b:.2f} s): {grab}; copy kept: {kept}"])
+
+
+def _limited(inp: Inputs, limit: float | None) -> Inputs:
+    if not limit:
+        return inp
+    return Inputs(inp.source.model_copy(update={"duration": min(limit, inp.source.duration)}), inp.source_subs,
+                  inp.track, inp.track_dir, inp.wav)
 
 
 def main() -> None:
@@ -350,16 +431,19 @@ def main() -> None:
                         help="pipeline output folder whose work folder holds the inputs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "render")
     parser.add_argument("--markets", default="us,us-social")
+    parser.add_argument("--ab-market", default="us", help="market rendered for many distributors (3.)")
+    parser.add_argument("--distributors", type=int, default=3)
     parser.add_argument("--limit", type=float, default=None, help="render only the first SECONDS (smoke run)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     codes = [c.strip() for c in args.markets.split(",") if c.strip()]
-    episode_dir = ensure_run(args.run.resolve(), codes)
+    episode_dir = ensure_run(args.run.resolve(), sorted({*codes, args.ab_market}))
     out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    report = [f"## render benchmark: {EPISODE} from {episode_dir}"]
-    for code in codes:
-        report += [""] + bench_market(code, episode_dir, out, args.limit)
+    for c in {*codes, args.ab_market}:
+        (out / c).mkdir(parents=True, exist_ok=True)
+    report = [f"## render benchmark: {EPISODE} from {episode_dir}", ""]
+    report += bench_shared(codes, episode_dir, out, args.limit)
+    report += [""] + bench_distributors(args.ab_market, args.distributors, episode_dir, out, args.limit)
     print("\n".join(report))
 
 

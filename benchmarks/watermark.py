@@ -270,13 +270,14 @@ def ab_row(name: str, video: Path, book: Ledger, batch: Payload, members: list[i
     right = "-" if expect is None and a.index is None else ("yes" if a.index == expect else "NO")
     best = "-" if a.best_index is None else str(a.best_index)
     return (f"| {name:30s} | {decoded:>7s} | {r.statistic:6.1f} | {str(a.determined):>10s} | {best:>4s} | {right:>5s} "
-            f"| {a.score:6.2f} | {a.threshold:6.2f} | {a.null_max:6.2f} | {a.runner_up:6.2f} | {a.offset:7.2f} "
-            f"| {secs:7.1f} |")
+            f"| {a.score:6.2f} | {a.threshold:6.2f} | {a.null_max:6.2f} | {a.runner_up:6.2f} | {a.correlation:5.2f} "
+            f"| {a.offset:7.2f} | {secs:7.1f} |")
 
 
 def ab_header() -> str:
     head = (f"| {'attack':30s} | {'decoded':>7s} | {'R':>6s} | {'determined':>10s} | {'best':>4s} | {'right':>5s} "
-            f"| {'score':>6s} | {'thresh':>6s} | {'null':>6s} | {'2nd':>6s} | {'offset':>7s} | {'trace s':>7s} |")
+            f"| {'score':>6s} | {'thresh':>6s} | {'null':>6s} | {'2nd':>6s} | {'corr':>5s} | {'offset':>7s} "
+            f"| {'trace s':>7s} |")
     return head + "\n" + re.sub(r"[^|]", "-", head)
 
 
@@ -323,7 +324,9 @@ def ab_section(out: Path) -> None:
           f"Y {10 * np.log10(255.0 ** 2 / mark_mse):.2f} dB")
     print(f"decoded = common batch payload (R >= {R_THRESHOLD:g} + CRC); score = A/B evidence in decades "
           f"(-log10 of the chance-match bound); determined needs score >= thresh (Bonferroni for "
-          f"{ab.AB_FALSE_CLAIM:g} over members x offsets, and >= {ab.AB_NULL_MARGIN:g} x the null sequences' best)\n")
+          f"{ab.AB_FALSE_CLAIM:g} over members x offsets, and >= {ab.AB_NULL_MARGIN:g} x the null sequences' best); "
+          "null = best null-sequence score, 2nd = best other member, corr = normalized correlation of the best "
+          "member's sequence with the segment values (1 = every segment clear)\n")
     print(ab_header())
     for i, (name, (pre, post)) in enumerate(attacks(n_frames / fps).items()):
         video = copy

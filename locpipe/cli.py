@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("inbox", type=Path, help="folder episode files and series folders are dropped into")
     watch.add_argument("--out", required=True, type=Path, help="output folder (OUT_DIR/<market>/<episode>.mp4)")
     watch.add_argument("--markets", required=True, help="comma-separated market codes (see `locpipe markets`)")
-    watch.add_argument("--distributor", default="internal", help="distributor id written into the watermark")
+    watch.add_argument("--distributor", default="internal",
+                       help="distributor id written into the watermarks (a comma list: A/B copies for each)")
     watch.add_argument("--work", type=Path, help="stage cache folder (default OUT_DIR/.locpipe-work)")
     watch.add_argument("--state", type=Path, help="SQLite journal (default INBOX/.locpipe-state.sqlite)")
     watch.add_argument("--settle", type=float, default=10.0,
@@ -347,7 +348,7 @@ def cmd_watch(args) -> int:
         raise ConfigError("--settle/--poll/--retry-base", "", "must be positive")
     out = args.out.resolve()
     run = RunSettings(out_dir=out, work_dir=(args.work or out / ".locpipe-work").resolve(), markets=tuple(markets),
-                      distributor=args.distributor, asr_backend=args.asr,
+                      **_distributors(args.distributor), asr_backend=args.asr,
                       asr=ASROptions(model=args.asr_model, threads=os.cpu_count() or 1), ocr=not args.no_ocr,
                       config_dir=_config_dir(args.config_dir).resolve())
     settings = WatchSettings(inbox=inbox, state=(args.state or inbox / ".locpipe-state.sqlite").resolve(), run=run,

@@ -131,6 +131,36 @@ def test_style_change_rerenders_without_retranscribing(sample_run, tmp_path):
     assert all(s["cached"] for s in manifest["episodes"][0]["shared_stages"])
 
 
+def test_many_distributors_share_one_encode_and_each_copy_traces_to_its_distributor(sample_run, tmp_path):
+    """``--distributor a,b``: the market is encoded once as A/B segments; each copy is
+    assembled, QC traces it back to its own distributor; adding a third later re-encodes
+    only that distributor's window."""
+    series, first_out, _ = sample_run
+    out, work = tmp_path / "out", first_out / ".locpipe-work"
+    locpipe("run", str(series), "--out", str(out), "--work", str(work), "--markets", "us",
+            "--distributor", "ReelCo,DramaHub")
+    units = {u["distributor"]: u for u in _units(out)}
+    assert set(units) == {"ReelCo", "DramaHub"} and all(u["status"] == "ok" for u in units.values())
+    for name, unit in units.items():
+        assert unit["outputs"]["video"] == str(out / "us" / name / "ep001.mp4")
+        qc = json.loads(Path(unit["outputs"]["qc"]).read_text())
+        check = next(c for c in qc["checks"] if c["name"] == "forensic_watermark")
+        assert check["passed"], check
+        stages = {s["stage"]: s["cached"] for s in unit["stages"]}
+        assert stages["translate"] and stages["mix"] and "render_ab" in stages and not stages["render"]
+    traced = json.loads(locpipe("trace", units["DramaHub"]["outputs"]["video"], "--ledger",
+                                str(work / "forensic-ledger.sqlite")).stdout)
+    assert traced["distributor_determined"] and traced["ledger"]["distributor"] == "DramaHub"
+
+    locpipe("run", str(series), "--out", str(out), "--work", str(work), "--markets", "us",
+            "--distributor", "ReelCo,DramaHub,ShortMax")
+    units = {u["distributor"]: u for u in _units(out)}
+    stages = {name: {s["stage"]: s["cached"] for s in u["stages"]} for name, u in units.items()}
+    assert stages["ShortMax"]["render_ab"] and not stages["ShortMax"]["render"]  # the base is reused
+    assert stages["ReelCo"]["render"] and stages["DramaHub"]["qc"]  # the earlier copies are untouched
+    assert (out / "us" / "ShortMax" / "ep001.mp4").is_file()
+
+
 def test_bad_inputs_are_reported_and_the_good_episode_still_exported(tmp_path):
     series = tmp_path / "series"
     series.mkdir()

@@ -135,6 +135,9 @@ def test_ledger_batches_members_and_old_ledgers(tmp_path):
     assert info is not None and info.rate == Fraction(30000, 1001) and info.gop == 15 and info.n_segments == 75
     assert book.batch_info(single) is None and book.members(single) == []
     assert book.add_members(batch, distributors=["Late"], export_ids=["a3"]) == [3]
+    assert book.ensure_member(batch, distributor="Late", export_id="a3") == 3  # already there
+    assert book.ensure_member(batch, distributor="Later", export_id="a4", file="/o/4.mp4") == 4
+    book.withdraw_member(batch, 4)
     book.record_member_file(batch, 2, "/o/2.mp4")
     members = book.members(batch)
     assert [(m.index, m.distributor, m.file) for m in members] == [
@@ -144,6 +147,9 @@ def test_ledger_batches_members_and_old_ledgers(tmp_path):
     with pytest.raises(ValueError):
         book.issue_batch(market="us", episode="ep001", distributors=["a"], export_ids=[], fps=30, gop=15,
                          n_frames=10)
+    empty, none = book.issue_batch(market="fr", episode="ep001", distributors=[], export_ids=[], fps=30, gop=15,
+                                   n_frames=300)  # members added as their copies are assembled
+    assert none == [] and book.members(empty) == [] and book.batch_info(empty).n_segments == 20
     book.withdraw_batch(batch)
     assert book.lookup(batch) is None and book.members(batch) == [] and book.batch_info(batch) is None
     assert book.lookup(single) is not None

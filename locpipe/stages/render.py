@@ -215,7 +215,8 @@ class Encode:
     """
 
     profile: RenderProfile
-    ass_path: Path
+    #: subtitles and visible mark burned in (None: nothing burned, e.g. a benchmark's bare encode)
+    ass_path: Path | None
     target: Path
     #: the market's mix, muxed in as AAC (None: a video-only encode)
     audio_wav: Path | None = None
@@ -229,65 +230,78 @@ class Encode:
     segmented: bool = False
 
 
+def frame_groups(source: MediaInfo, encodes: list[Encode], matrix: str) -> list[list[int]]:
+    """Encodes grouped by the picture they start from: the same rate and the same reframe
+    (by the filters themselves, so a 9:16 source's crop and blur-pad profiles, which both
+    just scale it, are one group)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, e in enumerate(encodes):
+        fps = output_fps(e.profile, source.fps)
+        key = (fps, reframe_graph(e.profile, source.display_width, source.display_height, "in", "out",
+                                  matrix=matrix))
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
 def shared_graph(source: MediaInfo, encodes: list[Encode], *, matrix: str = "bt709",
                  source_subs: SourceSubtitles | None = None, window: tuple[float, float] | None = None,
-                 first_extra_input: int = 1) -> tuple[str, list[list[str]], list[tuple[str, str | None]]]:
-    """The filtergraph of a shared render: (graph, extra input args, (video, audio) labels).
+                 first_extra_input: int = 1) -> tuple[list[str], list[list[str]], list[tuple[str, str | None]]]:
+    """The filtergraphs of a shared render: (graphs, extra input args, (video, audio) labels).
 
-    Source -> mask -> one reframe per distinct frame -> one libass pass per distinct
-    subtitle document -> per encode: 4:2:0 and the forensic blend. Extra inputs (each
-    encode's mix, then its pattern) are numbered from ``first_extra_input`` in order. With
-    a single encode the labels are [v] and [a], and the pattern is input 2 (FORENSIC_INPUT).
+    One graph per frame group (see frame_groups), all fed by the one decode of the source:
+    mask -> rate -> reframe -> one libass pass per distinct subtitle document -> per encode
+    4:2:0 and the forensic blend (variants A and B share everything up to the blend).
+    ffmpeg runs each graph in its own thread, so groups filter in parallel. Extra inputs
+    (each encode's mix, then its pattern) are numbered from ``first_extra_input`` in
+    order. With a single encode the labels are [v] and [a], and the pattern is input 2
+    (FORENSIC_INPUT).
     """
     one = len(encodes) == 1
-    parts = [head_graph(source, source_subs, "vh", window)]
-    frames: dict[tuple, list[int]] = {}
-    for i, e in enumerate(encodes):
-        p = e.profile
-        frames.setdefault((output_fps(p, source.fps), p.width, p.height, p.reframe), []).append(i)
-    frame_labels = [f"vh{g}" for g in range(len(frames))]
-    parts.append(_fan_out("vh", frame_labels))
-    pre: dict[int, str] = {}
-    for g, ((fps, *_), members) in enumerate(frames.items()):
-        src = frame_labels[g]
+    graphs: list[str] = []
+    inputs: list[list[str]] = []
+    labels: dict[int, tuple[str, str | None]] = {}
+    n = first_extra_input
+    for g, members in enumerate(frame_groups(source, encodes, matrix)):
+        parts = [head_graph(source, source_subs, f"g{g}h", window)]
+        src = f"g{g}h"
+        fps = output_fps(encodes[members[0]].profile, source.fps)
         if fps:
-            parts.append(f"[{src}]fps={fps:g}[vf{g}]")
-            src = f"vf{g}"
+            parts.append(f"[{src}]fps={fps:g}[g{g}f]")
+            src = f"g{g}f"
         parts.append(reframe_graph(encodes[members[0]].profile, source.display_width, source.display_height,
-                                   src, f"vr{g}", matrix=matrix))
-        docs: dict[Path, list[int]] = {}
+                                   src, f"g{g}r", matrix=matrix))
+        docs: dict[Path | None, list[int]] = {}
         for i in members:
             docs.setdefault(encodes[i].ass_path, []).append(i)
-        doc_labels = [f"vr{g}d{d}" for d in range(len(docs))]
-        parts.append(_fan_out(f"vr{g}", doc_labels))
+        doc_labels = [f"g{g}r{d}" for d in range(len(docs))]
+        parts.append(_fan_out(f"g{g}r", doc_labels))
+        pre: dict[int, str] = {}
         for d, (ass_path, users) in enumerate(docs.items()):
-            burn = f"ass=filename={escape_filter_value(str(ass_path))}"
-            parts.append(f"[{doc_labels[d]}]setparams={BT709_TAGS},{burn},format=yuv420p[vs{g}d{d}]")
-            outs = [f"vp{i}" for i in users]
-            parts.append(_fan_out(f"vs{g}d{d}", outs))
+            burn = f"ass=filename={escape_filter_value(str(ass_path))}," if ass_path else ""
+            parts.append(f"[{doc_labels[d]}]setparams={BT709_TAGS},{burn}format=yuv420p[g{g}s{d}]")
+            parts.append(_fan_out(f"g{g}s{d}", [f"vp{i}" for i in users]))
             pre.update({i: f"vp{i}" for i in users})
-    inputs: list[list[str]] = []
-    labels: list[tuple[str, str | None]] = []
-    n = first_extra_input
-    for i, e in enumerate(encodes):
-        v, a = ("v", "a") if one else (f"v{i}", f"a{i}")
-        if e.audio_wav is not None:
-            inputs.append(["-i", str(e.audio_wav)])
-            parts.append(audio_graph(e.profile.audio_sample_rate, input_index=n, out=a))
-            n += 1
-        else:
-            a = None
-        if e.pattern is not None:
-            inputs.append([*(["-stream_loop", "-1"] if e.pattern_loop else []), "-i", str(e.pattern)])
-            p = e.profile
-            shift = f"setpts=PTS+{e.pattern_start:.6f}/TB," if e.pattern_start else ""
-            parts.append(f"[{n}:v]{shift}scale={p.width}:{p.height}:flags=bilinear[wm{i}];"
-                         f"[{pre[i]}][wm{i}]blend=c0_mode=grainmerge:shortest=1[{v}]")
-            n += 1
-        else:
-            parts.append(f"[{pre[i]}]null[{v}]")
-        labels.append((v, a))
-    return ";".join(parts), inputs, labels
+        for i in members:
+            e = encodes[i]
+            v, a = ("v", "a") if one else (f"v{i}", f"a{i}")
+            if e.audio_wav is not None:
+                inputs.append(["-i", str(e.audio_wav)])
+                parts.append(audio_graph(e.profile.audio_sample_rate, input_index=n, out=a))
+                n += 1
+            else:
+                a = None
+            if e.pattern is not None:
+                inputs.append([*(["-stream_loop", "-1"] if e.pattern_loop else []), "-i", str(e.pattern)])
+                p = e.profile
+                shift = f"setpts=PTS+{e.pattern_start:.6f}/TB," if e.pattern_start else ""
+                parts.append(f"[{n}:v]{shift}scale={p.width}:{p.height}:flags=bilinear[wm{i}];"
+                             f"[{pre[i]}][wm{i}]blend=c0_mode=grainmerge:shortest=1[{v}]")
+                n += 1
+            else:
+                parts.append(f"[{pre[i]}]null[{v}]")
+            labels[i] = (v, a)
+        graphs.append(";".join(parts))
+    return graphs, inputs, [labels[i] for i in range(len(encodes))]
 
 
 def encoder_args(profile: RenderProfile, fps: float) -> list[str]:
@@ -333,12 +347,13 @@ def shared_render_args(source: MediaInfo, encodes: list[Encode], *, matrix: str 
     re-render (``window``, decoding from a second before it) produces frames with exactly
     the timestamps of the full render it patches.
     """
-    graph, extra, labels = shared_graph(source, encodes, matrix=matrix, source_subs=source_subs, window=window)
+    graphs, extra, labels = shared_graph(source, encodes, matrix=matrix, source_subs=source_subs, window=window)
     seek = ["-ss", f"{max(0.0, window[0] - 1.0):.3f}"] if window else []
     args = ["-copyts", "-start_at_zero", "-autorotate", *seek, "-i", source.path]
     for inp in extra:
         args += inp
-    args += ["-filter_complex", graph]
+    for graph in graphs:
+        args += ["-filter_complex", graph]
     for e, (v, a) in zip(encodes, labels):
         args += output_args(source, e, v, a, window=window)
     return args

@@ -181,7 +181,7 @@ class ABTrace:
     n_candidates: int = 0
     n_offsets: int = 0
     p_value: float = 1.0  # bound on a chance match of so large a score over all (member, offset) trials
-    correlation: float = 0.0  # normalized correlation of the winner's sequence with the segment values
+    correlation: float = 0.0  # normalized correlation of the best member's sequence with the d_s (<= 1)
     scores: dict[int, float] = field(default_factory=dict)  # best score per member
 
     @property
@@ -192,7 +192,8 @@ class ABTrace:
         return {"distributor_determined": self.determined, "index": self.index,
                 "best_index": self.best_index, "score": round(self.score, 2), "threshold": round(self.threshold, 2),
                 "null_max": round(self.null_max, 2), "runner_up": round(self.runner_up, 2),
-                "correlation": round(self.correlation, 3), "p_value": float(f"{self.p_value:.3g}"), "offset_seconds": round(self.offset, 3),
+                "correlation": round(self.correlation, 3), "p_value": float(f"{self.p_value:.3g}"),
+                "offset_seconds": round(self.offset, 3),
                 "segments_seen": self.n_segments_seen, "candidates": self.n_candidates,
                 "offsets_searched": self.n_offsets, "false_claim_rate": AB_FALSE_CLAIM}
 

@@ -267,6 +267,23 @@ class Ledger:
                 raise
         return indices
 
+    def ensure_member(self, batch: Payload, *, distributor: str, export_id: str, file: str = "") -> int:
+        """The index of (distributor, export_id) in ``batch``, added if it has none: one
+        transaction, so concurrent renders of the same copy never get two indices."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                if con.execute("SELECT 1 FROM ab_batches WHERE payload_hex = ?", (batch.hex,)).fetchone() is None:
+                    raise LedgerError(f"{self.path}: {batch.hex} is not an A/B batch")
+                row = con.execute("SELECT idx FROM ab_members WHERE payload_hex = ? AND distributor = ? AND "
+                                  "export_id = ? ORDER BY idx LIMIT 1", (batch.hex, distributor, export_id)).fetchone()
+                index = row[0] if row else self._insert_members(con, batch, [(distributor, export_id, file)], _now())[0]
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return index
+
     @staticmethod
     def _member_rows(distributors: list[str], export_ids: list[str], files: list[str] | None) -> list[tuple]:
         files = list(files) if files is not None else [""] * len(distributors)
