@@ -208,19 +208,16 @@ class DistributorJob:
 
 
 def member_index(job: DistributorJob) -> int | None:
-    """The distributor's index in the batch (added to the ledger on first use)."""
+    """The distributor's index in the batch (added to the ledger on first use, atomically:
+    two renders of the same copy get the same index)."""
     if not job.base.batch_payload or job.forensic is None:
         return None
     from locpipe.watermark.ledger import Ledger
     from locpipe.watermark.payload import Payload
 
-    ledger = Ledger(job.forensic.ledger)
-    batch = Payload.from_hex(job.base.batch_payload)
-    for m in ledger.members(batch):
-        if m.export_id == job.export_id and m.distributor == job.distributor:
-            return m.index
-    return ledger.add_members(batch, distributors=[job.distributor], export_ids=[job.export_id],
-                              files=[job.forensic.export_file])[0]
+    return Ledger(job.forensic.ledger).ensure_member(Payload.from_hex(job.base.batch_payload),
+                                                    distributor=job.distributor, export_id=job.export_id,
+                                                    file=job.forensic.export_file)
 
 
 def assemble(source: MediaInfo, job: DistributorJob, *, source_subs: SourceSubtitles | None = None) -> RenderResult:
