@@ -247,8 +247,7 @@ class Daemon:
             log.info("checkpointed %s: resumes from the stage cache on the next start", claim.file)
             return
         report = attempt.report or _died(claim, settings, attempt)
-        journal.record_units(claim.id, [(u.episode, u.market, "done" if u.status == "ok" else "failed",
-                                         u.failed_stage, u.error) for u in report.units])
+        journal.record_units(claim.id, _market_outcomes(report.units))
         self._write_manifest(report, settings, started)
         failed = [u for u in report.units if u.status != "ok"]
         if not failed:
@@ -325,3 +324,17 @@ def _locked(folder: Path):
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _market_outcomes(units) -> list[tuple[str, str, str, str, str]]:
+    """(episode, market, state, stage, error) per journal row: with several distributors a
+    market has one unit each, and the market is done only when every copy is."""
+    rows: dict[tuple[str, str], tuple[str, str, str, str, str]] = {}
+    for u in units:
+        key = (u.episode, u.market)
+        if u.status != "ok":
+            who = f"{u.distributor}: " if u.distributor else ""
+            rows[key] = (u.episode, u.market, "failed", u.failed_stage, who + u.error)
+        elif key not in rows:
+            rows[key] = (u.episode, u.market, "done", "", "")
+    return list(rows.values())
