@@ -175,20 +175,27 @@ class Ledger:
         finally:
             con.close()
 
+    def _insert_payload(self, con: sqlite3.Connection, distributor: str, market: str, episode: str,
+                        export_id: str, file: str, now: str) -> Payload:
+        """Allocate the episode code's next serial and insert the payload row (inside the
+        caller's IMMEDIATE transaction, so no two writers get the same serial)."""
+        d, e = distributor_code(distributor), episode_code(episode)
+        (serial,) = con.execute("SELECT COALESCE(MAX(serial) + 1, 0) FROM payloads WHERE episode_code = ?",
+                                (e,)).fetchone()
+        if serial >= 1 << SERIAL_BITS:
+            raise LedgerError(f"{self.path}: all {1 << SERIAL_BITS} serials of episode code {e} are used")
+        payload = Payload(d, e, serial)
+        con.execute("INSERT INTO payloads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (payload.hex, distributor, d, market, episode, e, serial, export_id, file, now))
+        return payload
+
     def issue(self, *, distributor: str, market: str, episode: str, export_id: str, file: str = "") -> Payload:
         """Allocate the next serial for this episode's code and record the payload."""
-        d, e = distributor_code(distributor), episode_code(episode)
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = _now()
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
-                (serial,) = con.execute("SELECT COALESCE(MAX(serial) + 1, 0) FROM payloads WHERE episode_code = ?",
-                                        (e,)).fetchone()
-                if serial >= 1 << SERIAL_BITS:
-                    raise LedgerError(f"{self.path}: all {1 << SERIAL_BITS} serials of episode code {e} are used")
-                payload = Payload(d, e, serial)
-                con.execute("INSERT INTO payloads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (payload.hex, distributor, d, market, episode, e, serial, export_id, file, now))
+                payload = self._insert_payload(con, distributor, market, episode, export_id, file, now)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -228,19 +235,12 @@ class Ledger:
             raise ValueError("an A/B batch needs gop >= 2 and n_frames >= 1")
         rate = Fraction(fps).limit_denominator(1001) if isinstance(fps, float) else Fraction(fps)
         rows = self._member_rows(distributors, export_ids, files)
-        d, e = distributor_code(batch_distributor(market)), episode_code(episode)
         now = _now()
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
-                (serial,) = con.execute("SELECT COALESCE(MAX(serial) + 1, 0) FROM payloads WHERE episode_code = ?",
-                                        (e,)).fetchone()
-                if serial >= 1 << SERIAL_BITS:
-                    raise LedgerError(f"{self.path}: all {1 << SERIAL_BITS} serials of episode code {e} are used")
-                payload = Payload(d, e, serial)
-                con.execute("INSERT INTO payloads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (payload.hex, batch_distributor(market), d, market, episode, e, serial,
-                             batch_id or f"ab-batch:{episode}", "", now))
+                payload = self._insert_payload(con, batch_distributor(market), market, episode,
+                                               batch_id or f"ab-batch:{episode}", "", now)
                 con.execute("INSERT INTO ab_batches VALUES (?, ?, ?, ?, ?, ?)",
                             (payload.hex, f"{rate.numerator}/{rate.denominator}", gop, n_frames, AB_VERSION, now))
                 indices = self._insert_members(con, payload, rows, now)
