@@ -54,6 +54,9 @@ def test_neutral_template_drops_the_distributor_fields():
     policy = WatermarkPolicy(template="{distributor} | {market} {episode} #{export_id}")
     assert render_ab.neutral_template(policy).template == "| {market} {episode} #"
     assert render_ab.exact_rate(None, 29.97002997) == render_ab.Fraction(30000, 1001)
+    assert render_ab.exact_rate(None, 29.97) == render_ab.Fraction(30000, 1001)  # as probes round it
+    assert render_ab.exact_rate(None, 23.976) == render_ab.Fraction(24000, 1001)
+    assert render_ab.exact_rate(30.0, 29.97) == 30 and render_ab.exact_rate(None, 25.0) == 25
     assert render_ab.frame_count(6.0, render_ab.Fraction(30)) == 180
 
 

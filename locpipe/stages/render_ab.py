@@ -57,9 +57,17 @@ WINDOW_DOMAIN = b"locpipe/distributor-windows/v1\x00"
 # --------------------------------------------------------------------------- pure parts
 
 
+#: the NTSC rates, which probes report rounded (29.97)
+NTSC_RATES = (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001))
+
+
 def exact_rate(profile_fps: float | None, source_fps: float) -> Fraction:
-    """The output frame rate as an exact ratio (29.97... -> 30000/1001)."""
-    return Fraction(profile_fps or source_fps).limit_denominator(1001)
+    """The output frame rate as an exact ratio: 29.97 (or 29.97003) -> 30000/1001, 25.0 -> 25."""
+    fps = profile_fps or source_fps
+    for rate in NTSC_RATES:
+        if abs(fps - rate) < 0.006:
+            return rate
+    return Fraction(fps).limit_denominator(1001)
 
 
 def frame_count(duration: float, rate: Fraction) -> int:
@@ -168,12 +176,15 @@ def prepare_base(source: MediaInfo, job: BaseJob) -> render.Prepared:
         for v in variants:
             os.replace(job.out_dir / f".{v}", job.out_dir / v)
             counts[v] = len(list((job.out_dir / v).glob("*.ts")))
-        n_segments = -(-n_frames // gop)
-        if any(c != n_segments for c in counts.values()):
-            raise MediaError(f"A/B base of {job.episode} for {job.market.code}: expected {n_segments} "
-                                    f"GOP segments per variant, got {counts}")
+        # the source's own frame count decides (a container duration may be a frame off the
+        # estimate); A and B must agree segment for segment
+        n_segments = counts[variants[0]]
+        if len(set(counts.values())) != 1 or abs(n_segments - -(-n_frames // gop)) > 1:
+            raise MediaError(f"A/B base of {job.episode} for {job.market.code}: expected "
+                             f"{-(-n_frames // gop)} GOP segments per variant, got {counts}")
         return ABBase(batch_payload=batch.hex if batch else "", fps=f"{rate.numerator}/{rate.denominator}",
-                      gop=gop, n_frames=n_frames, n_segments=n_segments, variants=list(variants), audio=AUDIO_NAME,
+                      gop=gop, n_frames=min(n_frames, n_segments * gop), n_segments=n_segments,
+                      variants=list(variants), audio=AUDIO_NAME,
                       ass="base.ass", watermark_text=mark.text if mark else "",
                       ffmpeg_seconds=round(seconds + time.monotonic() - t0, 3))
 
