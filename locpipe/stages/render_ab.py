@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 
 from locpipe.artifacts import ABBase, MediaInfo, RenderResult, SourceSubtitles, SubtitleTrack
-from locpipe.assets import font_env
 from locpipe.config import Market, WatermarkPolicy
 from locpipe.errors import MediaError
 from locpipe.media.ass import build_ass, write_ass
@@ -167,7 +166,8 @@ def prepare_base(source: MediaInfo, job: BaseJob) -> render.Prepared:
     def finish(seconds: float) -> ABBase:
         t0 = time.monotonic()
         audio = job.out_dir / f".{AUDIO_NAME}"
-        run_ffmpeg(["-i", str(job.audio_wav), "-filter_complex", render.audio_graph(profile.audio_sample_rate, input_index=0),
+        run_ffmpeg(["-i", str(job.audio_wav),
+                    "-filter_complex", render.audio_graph(profile.audio_sample_rate, input_index=0),
                     "-map", "[a]", "-t", f"{source.duration:.3f}", "-c:a", "aac", "-b:a", profile.audio_bitrate,
                     "-ar", str(profile.audio_sample_rate), "-ac", "2", "-f", "mp4", str(audio)],
                    what=f"audio of {job.episode} for {job.market.code}")
@@ -310,10 +310,14 @@ def _render_window(source: MediaInfo, job: DistributorJob, i: int, span: tuple[i
         pattern = ab.write_pattern_clip(folder / "pattern.y4m", luma, rate)
     encode = render.Encode(profile, ass_path, folder / SEGMENT_PATTERN, pattern=pattern, pattern_loop=False,
                            pattern_start=t0, segmented=True)
-    matrix = render.input_matrix(render.tagged_matrix(Path(source.path)), source.width, source.height)
-    args = render.shared_render_args(source, [encode], matrix=matrix, source_subs=source_subs, window=(t0, t1))
-    run_ffmpeg(args, env=font_env(), what=f"window {t0:.2f}-{t1:.2f} s of {job.episode} for {job.distributor}")
-    made = len(list(folder.glob("*.ts")))  # numbered from 0: their place in the window
-    if made != span[1] - span[0]:
-        raise MediaError(f"window {t0:.2f}-{t1:.2f} s of {job.episode}: expected {span[1] - span[0]} "
-                         f"segments, got {made}")
+
+    def finish(_seconds: float) -> None:
+        made = len(list(folder.glob("*.ts")))  # numbered from 0: their place in the window
+        if made != span[1] - span[0]:
+            raise MediaError(f"window {t0:.2f}-{t1:.2f} s of {job.episode}: expected {span[1] - span[0]} "
+                             f"segments, got {made}")
+
+    # the window's folder goes when the copy is assembled (or fails): nothing to undo here
+    task = render.Prepared([encode], finish, abort=lambda: None,
+                           label=f"{job.distributor} window {t0:.2f}-{t1:.2f} s")
+    render.run_shared(source, [task], source_subs=source_subs, window=(t0, t1))
