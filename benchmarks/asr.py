@@ -42,7 +42,7 @@ def episodes() -> list[tuple[str, Path, str]]:
     out = []
     for script in sorted((ROOT / "samples" / "reference").glob("*.script.json")):
         data = json.loads(script.read_text(encoding="utf-8"))
-        out.append((data["episode"], ROOT / "samples" / data["video"], "".join(l["text"] for l in data["lines"])))
+        out.append((data["episode"], ROOT / "samples" / data["video"], "".join(line["text"] for line in data["lines"])))
     return out
 
 
@@ -76,8 +76,8 @@ def run_mode(backend, name: str, audio: Path, reference: str, mode: str, sidecar
     transcript = transcribe_audio(audio, backend, sidecar=sidecar, onscreen=onscreen, recognized=recognized)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     hyp = "".join(c.text for c in transcript.cues)
-    return {"backend": backend.name, "item": name, "mode": mode, "cer": cer(reference, hyp), "rtf": seconds / wav_seconds(audio),
-            "cpu": cpu / wav_seconds(audio),
+    return {"backend": backend.name, "item": name, "mode": mode, "cer": cer(reference, hyp),
+            "rtf": seconds / wav_seconds(audio), "cpu": cpu / wav_seconds(audio),
             "dropped": len(transcript.dropped)}
 
 
@@ -103,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     chosen = backends(args.backends.split(","))
-    # OCR mode: the pipeline splits the cores between OCR and recognition (EpisodeJob._threads)
+    # OCR mode: the pipeline splits the cores between OCR and recognition (core.recognition.split_threads)
     beside_ocr = {b.name: b for b in backends([b.name for b in chosen], threads=1)}
     with tempfile.TemporaryDirectory() as tmp:
         for name, video, ref in episodes():
@@ -126,7 +126,8 @@ def main() -> None:
         print(f"{backend.name}: {backend.version}")
     print(f"{'backend':15s} {'item':24s} {'mode':8s} {'CER':>7s} {'RTF':>6s} {'CPU':>6s} {'dropped':>7s}")
     for r in rows:
-        print(f"{r['backend']:15s} {r['item']:24s} {r['mode']:8s} {r['cer']:7.1%} {r['rtf']:6.3f} {r['cpu']:6.3f} {r['dropped']:7d}")
+        print(f"{r['backend']:15s} {r['item']:24s} {r['mode']:8s} {r['cer']:7.1%} "
+              f"{r['rtf']:6.3f} {r['cpu']:6.3f} {r['dropped']:7d}")
     summary(rows, [b.name for b in chosen])
     if not clips():
         print("(pytest-audioeval not installed: pip install -e '.[bench]' for the extra Mandarin clips)")

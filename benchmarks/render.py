@@ -53,8 +53,9 @@ from locpipe.assets import font_env
 from locpipe.config import DEFAULT_CONFIG_DIR, Market, load_market
 from locpipe.media.ass import build_ass, write_ass
 from locpipe.media.ffmpeg import escape_filter_value, run_ffmpeg
-from locpipe.stages import render
-from locpipe.stages.watermark_visible import plan_visible_watermark
+from locpipe.render import encode as render
+from locpipe.render import graph
+from locpipe.render.visible import plan_visible_watermark
 from locpipe.watermark.forensic import ForensicSpec, forensic_graph
 from locpipe.watermark.payload import Payload
 
@@ -186,12 +187,12 @@ def one_pass(source: MediaInfo, subs: SourceSubtitles | None, jobs: list[render.
 
 def bare_encode(source: MediaInfo, inputs: dict[str, Inputs], markets: dict[str, Market], work: Path) -> Timed:
     """The same outputs with nothing but reframe + encode + audio: one decode, the same
-    scalers, matrix, encoders and AAC (render.shared_render_args itself), no mask, no
+    scalers, matrix, encoders and AAC (graph.shared_render_args itself), no mask, no
     subtitles, no marks."""
-    encodes = [render.Encode(m.profile, None, work / f"bare-{c}.mp4", audio_wav=inputs[c].wav)
+    encodes = [graph.Encode(m.profile, None, work / f"bare-{c}.mp4", audio_wav=inputs[c].wav)
                for c, m in markets.items()]
-    matrix = render.input_matrix(render.tagged_matrix(Path(source.path)), source.width, source.height)
-    args = render.shared_render_args(source, encodes, matrix=matrix)
+    matrix = graph.input_matrix(source.color_matrix, source.width, source.height)
+    args = graph.shared_render_args(source, encodes, matrix=matrix)
     with Clock() as c:
         run_ffmpeg(args, what="bare encode")
     return c.t
@@ -203,22 +204,22 @@ def separate_passes(inp: Inputs, market: Market, work: Path, payload: Payload | 
     profile = market.profile
     src = inp.source
     work.mkdir(parents=True, exist_ok=True)
-    matrix = render.input_matrix(render.tagged_matrix(Path(src.path)), src.width, src.height)
-    tail = encoder_tail(render.ffmpeg_args(src, inp.wav, work / "unused.ass", profile, work / "x.mp4",
+    matrix = graph.input_matrix(src.color_matrix, src.width, src.height)
+    tail = encoder_tail(graph.ffmpeg_args(src, inp.wav, work / "unused.ass", profile, work / "x.mp4",
                                            matrix=matrix))
     times: dict[str, Timed] = {}
 
     # 1. mask + reframe (the reframe has to happen in some pass; it goes with the first)
-    fps = render.output_fps(profile, src.fps)
-    mask = render.mask_graph(inp.source_subs, src, "0:v:0", "vm") if inp.source_subs else None
+    fps = graph.output_fps(profile, src.fps)
+    mask = graph.mask_graph(inp.source_subs, src, "0:v:0", "vm") if inp.source_subs else None
     first = "vm" if mask else "0:v:0"
     head = (f"{mask};" if mask else "") + (f"[{first}]fps={fps:g}[vf];" if fps else "")
-    graph = (head + render.reframe_graph(profile, src.display_width, src.display_height, "vf" if fps else first,
-                                         "vr", matrix=matrix)
-             + f";[vr]setparams={render.BT709_TAGS},format=yuv420p[v]")
+    fgraph = (head + graph.reframe_graph(profile, src.display_width, src.display_height, "vf" if fps else first,
+                                          "vr", matrix=matrix)
+              + f";[vr]setparams={graph.BT709_TAGS},format=yuv420p[v]")
     p1 = work / "p1-mask-reframe.mp4"
     with Clock() as c:
-        run_ffmpeg(["-autorotate", "-i", src.path, "-filter_complex", graph, "-map", "[v]", *tail, str(p1)],
+        run_ffmpeg(["-autorotate", "-i", src.path, "-filter_complex", fgraph, "-map", "[v]", *tail, str(p1)],
                    what="mask pass")
     times["mask + reframe"] = c.t
 
@@ -228,7 +229,7 @@ def separate_passes(inp: Inputs, market: Market, work: Path, payload: Payload | 
     ass_path = write_ass(build_ass(inp.track, market.config.subtitles, profile, mark.layer() if mark else None),
                          work / "sep.ass")
     p2 = work / "p2-subs.mp4"
-    burn = f"[0:v]setparams={render.BT709_TAGS},ass=filename={escape_filter_value(str(ass_path))},format=yuv420p[v]"
+    burn = f"[0:v]setparams={graph.BT709_TAGS},ass=filename={escape_filter_value(str(ass_path))},format=yuv420p[v]"
     with Clock() as c:
         run_ffmpeg(["-i", str(p1), "-filter_complex", burn, "-map", "[v]", *tail, str(p2)], env=font_env(),
                    what="subtitle pass")
@@ -242,16 +243,16 @@ def separate_passes(inp: Inputs, market: Market, work: Path, payload: Payload | 
         p3 = work / "p3-forensic.mp4"
         with Clock() as c:
             run_ffmpeg(["-i", str(p2), *g.input_args, "-filter_complex",
-                        f"[0:v]setparams={render.BT709_TAGS},format=yuv420p[vpre];{g.fragment}",
+                        f"[0:v]setparams={graph.BT709_TAGS},format=yuv420p[vpre];{g.fragment}",
                         "-map", "[v]", *tail, str(p3)], what="forensic pass")
         times["forensic mark"] = c.t
         last = p3
 
     # 4. audio mux, re-encoding the video (moviepy's write_videofile), and by stream copy
-    audio = render.audio_graph(profile.audio_sample_rate)
+    audio = graph.audio_graph(profile.audio_sample_rate)
     with Clock() as c:
         run_ffmpeg(["-i", str(last), "-i", str(inp.wav), "-filter_complex",
-                    f"[0:v]setparams={render.BT709_TAGS},format=yuv420p[v];{audio}", "-map", "[v]", "-map", "[a]",
+                    f"[0:v]setparams={graph.BT709_TAGS},format=yuv420p[v];{audio}", "-map", "[v]", "-map", "[a]",
                     *tail, str(work / "p4-mux.mp4")], what="mux pass")
     times["mux (re-encode)"] = c.t
     copy_tail = list(tail)
@@ -275,7 +276,7 @@ def separate_passes(inp: Inputs, market: Market, work: Path, payload: Payload | 
 def grab_time(inp: Inputs) -> float:
     """Middle of the longest stretch where a target subtitle and the source mask overlap
     (the visible watermark is on screen for the whole episode)."""
-    windows = render.mask_windows(inp.source_subs, duration=inp.source.duration) if inp.source_subs else []
+    windows = graph.mask_windows(inp.source_subs, duration=inp.source.duration) if inp.source_subs else []
     best, t = 0.0, None
     for ev in inp.track.events:
         for a, b in windows or [(0.0, inp.source.duration)]:
@@ -338,7 +339,7 @@ def bench_shared(codes: list[str], episode_dir: Path, out: Path, limit: float | 
             log.warning("%s separate passes done", c)
         grabs = []
         for c in codes:
-            export = (work / "one" / c / render.VIDEO_NAME).replace(out / c / f"{EPISODE}-onepass.mp4")
+            export = (work / "one" / c / graph.VIDEO_NAME).replace(out / c / f"{EPISODE}-onepass.mp4")
             t = grab_time(inputs[c])
             grabs.append(f"- {c}: frame at {t:.2f} s (subtitle + mask + visible mark): "
                          f"{frame_grab(export, t, out / f'frame-{c}.png')}; export kept: {export}")
@@ -363,8 +364,8 @@ def bench_shared(codes: list[str], episode_dir: Path, out: Path, limit: float | 
 
 def bench_distributors(code: str, n: int, episode_dir: Path, out: Path, limit: float | None) -> list[str]:
     """Measurement 3: a full render vs the A/B base and each distributor's assembly."""
-    from locpipe.stages import render_ab
-    from locpipe.watermark.cli_trace import trace_report
+    from locpipe.render import ab as render_ab
+    from locpipe.watermark.trace import trace_report
 
     market = load_market(DEFAULT_CONFIG_DIR, code)
     inp = _limited(market_inputs(episode_dir, market), limit)
@@ -391,14 +392,15 @@ def bench_distributors(code: str, n: int, episode_dir: Path, out: Path, limit: f
             copies.append((name, c.t, result))
             log.warning("%s copy for %s: %s", code, name, fmt(c.t))
         name, _, result = copies[-1]
-        kept = (work / name / render.VIDEO_NAME).replace(out / code / f"{EPISODE}-{name}.mp4")
+        kept = (work / name / graph.VIDEO_NAME).replace(out / code / f"{EPISODE}-{name}.mp4")
         traced = ""
         if market.profile.forensic_watermark:
             report, _found = trace_report(kept, ledger)
             who = (report.get("ledger") or {}).get("distributor", "?")
             traced = (f"- `locpipe trace` of {kept.name}: distributor determined "
                       f"{report.get('distributor_determined')} -> {who} (A/B score "
-                      f"{(report.get('ab') or {}).get('score')}, threshold {(report.get('ab') or {}).get('threshold')})")
+                      f"{(report.get('ab') or {}).get('score')}, "
+                      f"threshold {(report.get('ab') or {}).get('threshold')})")
         a, b = result.distributor_windows[0] if result.distributor_windows else (0.0, 0.0)
         grab = frame_grab(kept, (a + b) / 2, out / f"frame-{code}-distributor-window.png")
     marginal = Timed(sum(t.wall for _, t, _ in copies) / n, sum(t.cpu for _, t, _ in copies) / n)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from locpipe.separation import spleeter as sp
-from locpipe.separation.evaluate import (
+from locpipe.backends.separation import spleeter as sp
+from locpipe.backends.separation.evaluate import (
     bigbuckbunny_path,
     decode_stereo,
     mono_to_stereo,
@@ -79,7 +79,7 @@ def quality_rows(seconds: float = 20.0) -> list[dict]:
 def speed(episode: Path) -> dict:
     """Real-time factor of the separate stage on ``episode`` (weights loaded first, timed apart)."""
     started = time.perf_counter()
-    sp._load_model(str(sp.checkpoint_prefix()))
+    sp.load_model(str(sp.checkpoint_prefix()))
     load = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:
         stems = sp.separate_stems(episode, Path(tmp))

@@ -7,7 +7,7 @@ Material:
   speaker A is the same TTS voice pitched down, the hardest case for a voice print);
 * ``ep001 split``: the same lines as two episodes (lines 1-7, then 8-13 opening with the
   other speaker) labelled against one series store: are the labels the same across episodes;
-* ``piper auto voices``: four speakers cast automatically (locpipe.voices) from the one
+* ``piper auto voices``: four speakers cast automatically (locpipe.localize.voices) from the one
   packaged Piper voice, four lines each: does the speaker model hear four people.
 
 Accuracy = share of cues with the right label under the best renaming of labels.
@@ -25,10 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from locpipe.artifacts import Cue, Transcript
+from locpipe.backends.speaker import resemblyzer_encoder as enc
+from locpipe.localize.voices import VoiceMap, resolve_casting, speak
+from locpipe.media.audio import read_wav_16k
 from locpipe.media.ffmpeg import run_ffmpeg
 from locpipe.metrics import label_accuracy
 from locpipe.stages import speakers as sp
-from locpipe.voices import VoiceMap, resolve_casting, speak
 
 ROOT = Path(__file__).resolve().parent.parent
 LINES = ["Where were you last night?", "I checked every single page of that contract.",
@@ -58,7 +60,7 @@ def episode(audio: np.ndarray, lines: list[dict], path: Path) -> tuple[Transcrip
 
 def main() -> None:
     t0 = time.perf_counter()
-    encoder = sp.load_encoder()
+    encoder = enc.load_encoder()
     load = time.perf_counter() - t0
     script = json.loads((ROOT / "samples/reference/ep001.script.json").read_text(encoding="utf-8"))["lines"]
     rows: list[tuple[str, int, int, float, str]] = []
@@ -66,10 +68,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "ep001.wav"
         run_ffmpeg(["-i", str(ROOT / "samples/ep001.mp4"), "-vn", "-ac", "1", "-ar", "16000", str(wav)])
-        audio = sp.read_wav_16k(wav)
+        audio = read_wav_16k(wav)
         # warm-up (first call compiles librosa's numba kernels)
         t = time.perf_counter()
-        sp.embed_segments(encoder, audio, [(script[0]["start"], script[0]["end"])])
+        enc.embed_segments(encoder, audio, [(script[0]["start"], script[0]["end"])])
         first_call = time.perf_counter() - t
 
         tr = Transcript(cues=[Cue(index=i, start=x["start"], end=x["end"], text=x["text"])
@@ -102,7 +104,7 @@ def main() -> None:
         for label, _ in genders:
             clips[label] = [speak(casting[label], text, 16000, backends) for text in LINES]
         t = time.perf_counter()
-        prints = {label: [encoder.embed_utterance(sp.preprocess(c)) for c in cs] for label, cs in clips.items()}
+        prints = {label: [encoder.embed_utterance(enc.preprocess(c)) for c in cs] for label, cs in clips.items()}
         embed_seconds += time.perf_counter() - t
         audio_seconds += sum(c.size for cs in clips.values() for c in cs) / 16000
         for n in (2, 3, 4):

@@ -41,11 +41,19 @@ from locpipe.artifacts import SubtitleTrack
 from locpipe.config import DEFAULT_CONFIG_DIR, load_market
 from locpipe.media.ffmpeg import ffmpeg_exe
 from locpipe.media.probe import probe
-from locpipe.stages.render import render_export
+from locpipe.render.encode import render_export
 from locpipe.watermark import ab
 from locpipe.watermark.detect import R_THRESHOLD, axis_basis, sample_luma, trace, trace_samples
-from locpipe.watermark.forensic import (GRID_H, GRID_W, N_CODED, ForensicSpec, forensic_graph, group_symbols,
-                                        node_pattern, pattern_frames)
+from locpipe.watermark.forensic import (
+    GRID_H,
+    GRID_W,
+    N_CODED,
+    ForensicSpec,
+    forensic_graph,
+    group_symbols,
+    node_pattern,
+    pattern_frames,
+)
 from locpipe.watermark.ledger import Ledger
 from locpipe.watermark.payload import Payload
 

@@ -36,6 +36,11 @@ class MediaInfo(Artifact):
     audio_codec: str = ""
     audio_channels: int = 0
     sample_rate: int = 0
+    #: YCbCr matrix tag of the video stream (AVColorSpace code: 1 BT.709, 5 BT.470BG,
+    #: 6 SMPTE 170M, ...); None when untagged (render then picks by size, see
+    #: locpipe.render.graph.input_matrix). Recorded at ingest so render need not open the
+    #: source again; a MediaInfo cached before the field existed reads as untagged.
+    color_matrix: int | None = None
 
 
 class IngestResult(Artifact):
@@ -126,11 +131,11 @@ class Translation(Artifact):
     cues: list[TranslatedCue]
     notes: list[str] = []
     #: bible names fixed after translation ({cue, rule, before, after}): post-edited speech
-    #: output, restored vocatives (locpipe.stages.terms)
+    #: output, restored vocatives (locpipe.localize.terms)
     term_edits: list[dict] = []
     #: lines breaking the series bible ({cue, term, problem, ...}); goal 0
     glossary_violations: list[dict] = []
-    #: market adaptation changes and flags ({cue, rule, before, after}; locpipe.stages.adapt)
+    #: market adaptation changes and flags ({cue, rule, before, after}; locpipe.localize.adapt)
     adaptations: list[dict] = []
     #: translation-memory lookups for this translation
     tm_hits: int = 0
@@ -188,7 +193,7 @@ class DubTrack(Artifact):
     quality: str = ""
     #: how the voice was chosen: backends passed over and why (for QC)
     notes: list[str] = []
-    #: speaker label -> voice used (locpipe.voices.VoiceStyle.describe); empty: one voice for all
+    #: speaker label -> voice used (locpipe.localize.voices.VoiceStyle.describe); empty: one voice for all
     voices: dict[str, str] = {}
 
 
@@ -227,7 +232,7 @@ class RenderResult(Artifact):
     #: forensic watermark payload (hex, the ledger key); "" when the export carries none
     #: (for an A/B copy: the batch payload, the distributor being ``ab_member`` of it)
     forensic_payload: str = ""
-    #: A/B copies (locpipe.stages.render_ab): member index in the batch, and the windows
+    #: A/B copies (locpipe.render.ab): member index in the batch, and the windows
     #: (seconds) rendered for this distributor with its visible text
     ab_member: int | None = None
     distributor_windows: list[tuple[float, float]] = Field(default_factory=list)

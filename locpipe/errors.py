@@ -37,10 +37,14 @@ class BackendUnavailable(LocpipeError):
 
 
 class StageError(LocpipeError):
-    """A stage failed for one unit; carries the stage name for the manifest."""
+    """A stage failed for one unit; carries the stage name for the manifest.
+
+    The one exception type the orchestrator sees: ``EpisodeContext.stage`` wraps whatever a
+    stage raises into it (the original stays as ``__cause__``).
+    """
 
     def __init__(self, stage: str, message: str):
-        self.stage = stage
+        self.stage, self.message = stage, message
         super().__init__(f"[{stage}] {message}")
 
 

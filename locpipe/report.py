@@ -50,10 +50,10 @@ def load_rows(out_dir: Path) -> list[Row]:
 
 def srt_midpoints(srt: Path, count: int) -> list[float]:
     """Times in the middle of up to ``count`` subtitle events spread over the episode."""
-    import pysrt
+    from locpipe.media.subtitles import read_srt_spans
 
-    items = pysrt.open(str(srt), encoding="utf-8") if srt.exists() else []
-    mids = [((i.start.ordinal + i.end.ordinal) / 2000) for i in items]
+    spans = read_srt_spans(srt) if srt.exists() else []
+    mids = [((start + end) / 2000) for start, end in spans]
     if len(mids) <= count:
         return mids
     step = len(mids) / count

@@ -334,6 +334,13 @@ def srt_time(t: float) -> str:
 
 def write_ass(lines: list[Line], path: Path) -> None:
     margin_v = HEIGHT - SUB_BOTTOM_Y
+    style_format = ", ".join((
+        "Name", "Fontname", "Fontsize", "PrimaryColour", "SecondaryColour", "OutlineColour", "BackColour",
+        "Bold", "Italic", "Underline", "StrikeOut", "ScaleX", "ScaleY", "Spacing", "Angle",
+        "BorderStyle", "Outline", "Shadow", "Alignment", "MarginL", "MarginR", "MarginV", "Encoding",
+    ))
+    style = (f"Default,{SUB_FONT},{SUB_FONTSIZE},&H00FFFFFF,&H00FFFFFF,&H00000000,&H80000000,"
+             f"-1,0,0,0,100,100,1,0,1,3,1,2,30,30,{margin_v},1")
     head = f"""[Script Info]
 ScriptType: v4.00+
 PlayResX: {WIDTH}
@@ -343,8 +350,8 @@ ScaledBorderAndShadow: yes
 YCbCr Matrix: TV.709
 
 [V4+ Styles]
-Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding
-Style: Default,{SUB_FONT},{SUB_FONTSIZE},&H00FFFFFF,&H00FFFFFF,&H00000000,&H80000000,-1,0,0,0,100,100,1,0,1,3,1,2,30,30,{margin_v},1
+Format: {style_format}
+Style: {style}
 
 [Events]
 Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text

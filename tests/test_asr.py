@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import SAMPLE_SCRIPT, ffmpeg, make_clip
+
 from locpipe.backends.asr.base import ASROptions, get_asr_backend
 from locpipe.backends.asr.faster_whisper_asr import guard_reason
 from locpipe.metrics import cer
@@ -81,6 +81,7 @@ def test_sidecar_script_is_the_source_text_and_asr_refines_timing(sample, tmp_pa
     import shutil
 
     from conftest import ROOT
+
     from locpipe.cli import main
 
     video = tmp_path / "ep001.mp4"

@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import SAMPLE_SCRIPT, cut_sample, make_clip
+
 from locpipe.backends.asr.base import ASROptions, get_asr_backend
 from locpipe.errors import BackendUnavailable
 from locpipe.metrics import cer
@@ -107,8 +107,9 @@ def test_cli_transcribe_with_openai_whisper_and_a_checkpoint_path(whisper, tmp_p
     video = cut_sample(tmp_path / "short.mp4", 0.0, 3.4)  # the first line
     work = tmp_path / "w"
     outputs = {}
+    converted = str(convert_packaged_whisper(tmp_path / "c.pt"))
     for name, extra in (("default", ["--asr", "openai-whisper"]),
-                        ("path", ["--asr", "openai-whisper", "--model", str(convert_packaged_whisper(tmp_path / "c.pt"))]),
+                        ("path", ["--asr", "openai-whisper", "--model", converted]),
                         ("faster", [])):
         out = tmp_path / f"{name}.json"
         srt = tmp_path / f"{name}.srt"
@@ -136,7 +137,8 @@ def test_missing_extra_fails_with_the_install_command(monkeypatch, tmp_path, cap
     # an environment without torch and openai-whisper: importing them fails
     monkeypatch.setitem(sys.modules, "torch", None)
     monkeypatch.setitem(sys.modules, "whisper", None)
-    with pytest.raises(BackendUnavailable, match=r"needs torch and openai-whisper \(not installed\): pip install 'locpipe\[openai-whisper\]'"):
+    with pytest.raises(BackendUnavailable, match=(r"needs torch and openai-whisper \(not installed\): "
+                                                  r"pip install 'locpipe\[openai-whisper\]'")):
         get_asr_backend("openai-whisper", ASROptions())
     video = make_clip(tmp_path / "clip.mp4", seconds=1.0)
     assert main(["transcribe", str(video), "--asr", "openai-whisper", "--no-ocr", "--work", str(tmp_path / "w")]) != 0

@@ -11,15 +11,15 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from fakes import fake_chat_server, fake_translation_server
+
 from locpipe.artifacts import Cue, Transcript
 from locpipe.backends.mt.base import TranslationBackend, TranslationRequest, choose_backend, get_mt_backend
-from locpipe.bible import load_bible
 from locpipe.errors import BackendUnavailable, ConfigError
-from locpipe.stages import adapt, terms
+from locpipe.localize import adapt, numbers, terms
+from locpipe.localize.bible import load_bible
+from locpipe.localize.tm import TranslationMemory, keys_for_lines
 from locpipe.stages.translate import translate_episode, translation_checks
-from locpipe.tm import TranslationMemory, keys_for_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_BIBLE = ROOT / "configs" / "series" / "samples.yaml"
@@ -65,7 +65,7 @@ def test_bad_bible_fails_naming_file_key_and_reason(tmp_path, body, key, reason)
 
 
 def test_bible_suggest_finds_names_titles_kinship_and_terms(tmp_path):
-    from locpipe.bible_cli import read_lines, suggest_yaml
+    from locpipe.cli.bible import read_lines, suggest_yaml
 
     text = suggest_yaml({"ep001": read_lines(ROOT / "samples" / "reference" / "ep001.script.json")})
     path = tmp_path / "suggested.yaml"
@@ -127,7 +127,8 @@ def test_names_are_rendered_the_same_in_every_episode_through_google(monkeypatch
 def test_speech_output_is_post_edited_to_the_bible_names(bible):
     whisper_like = ["Lu Zong, you're looking for me?", "Lin Xiao Yang, did you sign this contract?",
                     "Is it your sister? Lin Wei?", "President Lu, give me three days.", "Who was it?"]
-    ep = _transcript("陆总，您找我？", "林晓，这份合同是你签的？", "你姐？林薇？", "陆总，给我三天时间。", "陆总，是谁？")
+    ep = _transcript("陆总，您找我？", "林晓，这份合同是你签的？", "你姐？林薇？", "陆总，给我三天时间。",
+                     "陆总，是谁？")
     result = translate_episode(ep, "en", _FixedBackend(whisper_like, mode="post_edit"), bible=bible)
     assert [c.text for c in result.cues] == ["Mr. Lu, you're looking for me?", "Lin Xiao, did you sign this contract?",
                                              "Is it your sister? Lin Wei?", "Mr. Lu, give me three days.",
@@ -334,13 +335,14 @@ def test_llm_unreachable_or_unconfigured_is_a_clear_error(monkeypatch):
 
 @pytest.mark.parametrize("text, value", [("五百万", 5_000_000), ("3万", 30_000), ("1.2亿", 120_000_000),
                                          ("一亿五千万", 150_000_000), ("三万五", 35_000), ("三千五", 3_500),
-                                         ("一百零五", 105), ("十万", 100_000), ("两百五", 250), ("一点二亿", 120_000_000)])
+                                         ("一百零五", 105), ("十万", 100_000), ("两百五", 250),
+                                         ("一点二亿", 120_000_000)])
 def test_chinese_numerals(text, value):
-    assert adapt.parse_chinese_number(text) == value
+    assert numbers.parse_chinese_number(text) == value
 
 
 def test_money_in_source_ignores_counts_and_idioms():
-    found = lambda s: [a.value for a in adapt.money_in_source(s)]  # noqa: E731
+    found = lambda s: [a.value for a in numbers.money_in_source(s)]  # noqa: E731
     assert found("公司因为它亏了五百万。") == [5_000_000]
     assert found("他给了我五百万元和3万块钱") == [5_000_000, 30_000]
     assert found("两个亿！") == [200_000_000]
@@ -349,7 +351,8 @@ def test_money_in_source_ignores_counts_and_idioms():
 
 def test_wrong_figure_from_speech_translation_is_fixed():
     rule = adapt.CurrencyRule()
-    text, log = adapt.adapt_money(3, "公司因为它亏了五百万。", "The company lost 500,000 yuan because of it.", "en", rule)
+    text, log = adapt.adapt_money(3, "公司因为它亏了五百万。", "The company lost 500,000 yuan because of it.",
+                                  "en", rule)
     assert text == "The company lost 5 million yuan because of it."
     assert log == [{"cue": 3, "rule": "money:fix", "before": "500,000 yuan", "after": "5 million yuan",
                     "source": "五百万"}]
@@ -376,7 +379,7 @@ def test_units_become_metric_or_imperial():
     assert adapt.adapt_units(1, "走了十里路", "We walked ten li", "en", "imperial")[0] == "We walked 3.1 miles"
     assert adapt.adapt_units(1, "这里有十亩地", "There are ten mu of land here", "en", "metric")[0] == \
         "There are 6,667 m² of land here"
-    assert adapt.units_in_source("这里，家里，心里") == []
+    assert numbers.units_in_source("这里，家里，心里") == []
 
 
 def test_profanity_masked_for_ae_and_softened_or_flagged_elsewhere():

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-
 from fakes import fake_chat_server
+
 from locpipe.artifacts import TranslatedCue, Translation
 from locpipe.backends.mt.base import get_mt_backend
 from locpipe.backends.tts.base import get_tts_backend
 from locpipe.config import DubConfig, Market, MarketConfig, RenderProfile
 from locpipe.errors import BackendUnavailable
-from locpipe.stages.condense import char_budget, condense, make_shortener
+from locpipe.localize.condense import char_budget, condense, make_shortener
 from locpipe.stages.qc import check_dub
 from locpipe.stages.synthesize import synthesize_dub
 

@@ -23,10 +23,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import cut_sample, make_clip
+
+from locpipe.core.locks import pid_alive
 from locpipe.daemon.files import sweep_temporaries
-from locpipe.daemon.journal import Journal, Owner, pid_alive
+from locpipe.daemon.journal import Journal, Owner
 from locpipe.daemon.watcher import Settler
 from locpipe.daemon.worker import group_members
 from locpipe.media.probe import probe

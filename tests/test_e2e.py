@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pysubs2
 import pytest
-
 from conftest import ROOT, cut_sample, make_clip
+
 from locpipe.config import DEFAULT_CONFIG_DIR, load_market
 from locpipe.media.ass import SUBTITLE_STYLE
 from locpipe.media.ffmpeg import measure_loudness
@@ -66,7 +66,8 @@ def test_sample_exports(sample_run, sample, market):
     srt = out / market / "ep001.en.srt"
     assert video.exists() and srt.exists() and (out / market / "ep001.en.vtt").exists()
     ass = pysubs2.load(str(out / market / "ep001.en.ass"))  # styled sidecar: subtitles only, no watermark
-    assert [e.plaintext for e in ass.events] == [b.split("\n", 2)[2] for b in srt.read_text("utf-8").strip().split("\n\n")]
+    blocks = srt.read_text("utf-8").strip().split("\n\n")
+    assert [e.plaintext for e in ass.events] == [b.split("\n", 2)[2] for b in blocks]
     assert set(ass.styles) == {SUBTITLE_STYLE} and ass.info["PlayResY"] == "1920"
     info, source = probe(video), probe(sample)
     assert (info.width, info.height) == (1080, 1920)
@@ -107,7 +108,6 @@ def test_manifest_records_units_backends_and_timings(sample_run):
 
 def test_rerun_of_unchanged_job_does_no_stage_work(sample_run):
     series, out, _ = sample_run
-    before = {p: p.stat().st_mtime_ns for p in (out / "us").iterdir()}
     locpipe("run", str(series), "--out", str(out), "--markets", "us,us-social", "--distributor", "acme")
     manifest = json.loads((out / "manifest.json").read_text())
     shared = manifest["episodes"][0]["shared_stages"]

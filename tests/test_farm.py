@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import cut_sample
+
 from locpipe.config import DEFAULT_CONFIG_DIR
 from locpipe.errors import ConfigError
 from locpipe.farm.localredis import LocalRedis
@@ -380,8 +380,8 @@ def test_sample_units_run_across_an_asr_worker_and_a_render_worker_exactly_once(
 
 def test_compose_file_runs_redis_two_workers_and_a_submit_job_with_valid_commands():
     import yaml
-
     from conftest import ROOT
+
     from locpipe.cli import build_parser
 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

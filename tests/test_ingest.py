@@ -1,8 +1,8 @@
 from pathlib import Path
 
 import pytest
-
 from conftest import make_clip
+
 from locpipe.errors import InputError
 from locpipe.stages.ingest import extract_audio, probe_episode
 

@@ -15,14 +15,16 @@ import av
 import numpy as np
 import pysubs2
 import pytest
-
 from conftest import ffmpeg, make_clip
+
 from locpipe.artifacts import SubtitleEvent, SubtitleTrack
 from locpipe.config import DEFAULT_CONFIG_DIR, Market, SubtitleStyle, load_market
 from locpipe.media import ass
 from locpipe.media.ffmpeg import escape_filter_value, run_ffmpeg
 from locpipe.media.probe import probe
-from locpipe.stages import render, watermark_visible as wm
+from locpipe.render import encode as render
+from locpipe.render import graph
+from locpipe.render import visible as wm
 
 HOSTILE = "{\\fs200\\c&H0000FF&}HACK\\N' ; [x] : ,"
 SOURCE_SECONDS = 3.5
@@ -154,29 +156,29 @@ def test_rendered_watermark_ink_stays_inside_the_estimated_box(markets, tmp_path
 
 def test_rate_policy_and_gop(markets):
     p = markets["us"].profile
-    assert render.output_fps(p, 29.97) is None and render.output_fps(p, 23.976) is None
-    assert render.output_fps(p, 25.0) is None and render.output_fps(p, 60.0) == 30.0
-    assert render.output_fps(p, 29.5) == 30.0
-    assert render.output_fps(p.model_copy(update={"fps_policy": "conform"}), 25.0) == 30.0
-    assert [render.gop_frames(f) for f in (30, 29.97, 25, 24)] == [15, 15, 13, 12]
+    assert graph.output_fps(p, 29.97) is None and graph.output_fps(p, 23.976) is None
+    assert graph.output_fps(p, 25.0) is None and graph.output_fps(p, 60.0) == 30.0
+    assert graph.output_fps(p, 29.5) == 30.0
+    assert graph.output_fps(p.model_copy(update={"fps_policy": "conform"}), 25.0) == 30.0
+    assert [graph.gop_frames(f) for f in (30, 29.97, 25, 24)] == [15, 15, 13, 12]
 
 
 def test_reframe_graphs(markets):
     app, social = markets["us"].profile, markets["us-social"].profile
-    crop = render.reframe_graph(social, 640, 360, "in", "out")
+    crop = graph.reframe_graph(social, 640, 360, "in", "out")
     assert "scale=3414:1920:" in crop and "crop=1080:1920:1167:0" in crop
-    assert "split" not in render.reframe_graph(app, 360, 640, "in", "out")  # 9:16 fills: no padding needed
-    blur = render.reframe_graph(app, 640, 360, "in", "out")
+    assert "split" not in graph.reframe_graph(app, 360, 640, "in", "out")  # 9:16 fills: no padding needed
+    blur = graph.reframe_graph(app, 640, 360, "in", "out")
     assert "split=2" in blur and "boxblur" in blur and "overlay=0:656" in blur and "scale=1080:608:" in blur
-    box = render.reframe_graph(app.model_copy(update={"reframe": "letterbox"}), 640, 360, "in", "out")
+    box = graph.reframe_graph(app.model_copy(update={"reframe": "letterbox"}), 640, 360, "in", "out")
     assert "scale=1080:608:" in box and "pad=1080:1920:0:656:color=black" in box
     assert all(g.count("setsar=1") >= 1 for g in (crop, blur, box))
 
 
 def test_colour_matrix_of_untagged_sources():
-    assert render.input_matrix(None, 1080, 1920) == "bt709"
-    assert render.input_matrix(None, 640, 480) == "smpte170m"
-    assert render.input_matrix(5, 1080, 1920) == "bt470bg"
+    assert graph.input_matrix(None, 1080, 1920) == "bt709"
+    assert graph.input_matrix(None, 640, 480) == "smpte170m"
+    assert graph.input_matrix(5, 1080, 1920) == "bt470bg"
 
 
 def test_ffmpeg_args_keep_video_length_and_delivery_flags(markets, tmp_path):
@@ -184,12 +186,12 @@ def test_ffmpeg_args_keep_video_length_and_delivery_flags(markets, tmp_path):
 
     src = MediaInfo(path="/x/ep.mp4", sha256="0", size=1, duration=61.25, width=720, height=1280,
                     display_width=720, display_height=1280, fps=29.97)
-    args = render.ffmpeg_args(src, tmp_path / "mix.wav", tmp_path / "a b'c.ass", markets["us"].profile,
+    args = graph.ffmpeg_args(src, tmp_path / "mix.wav", tmp_path / "a b'c.ass", markets["us"].profile,
                               tmp_path / "out.mp4")
     joined = " ".join(args)
     assert "-shortest" not in args and args[args.index("-t") + 1] == "61.250"
-    graph = args[args.index("-filter_complex") + 1]
-    assert "apad" in graph and "aresample=48000" in graph and "fps=" not in graph
+    fgraph = args[args.index("-filter_complex") + 1]
+    assert "apad" in fgraph and "aresample=48000" in fgraph and "fps=" not in fgraph
     for flag in ("-movflags +faststart", "-profile:v high", "-g 15 -keyint_min 15 -sc_threshold 0 -flags +cgop",
                  "-maxrate 8M -bufsize 16M", "-crf 20", "-b:a 160k -ar 48000 -ac 2", "-color_trc bt709"):
         assert flag in joined
@@ -249,7 +251,7 @@ def test_export_format(rendered, markets, code):
         assert abs(float(a.duration * a.time_base) - SOURCE_SECONDS) <= 0.1
         fps = float(v.average_rate)
         keyframes = [i for i, p in enumerate(c.demux(v)) if p.is_keyframe]
-    gop = render.gop_frames(fps)
+    gop = graph.gop_frames(fps)
     assert keyframes[:4] == [0, gop, 2 * gop, 3 * gop]
     assert abs(probe(video).duration - info.duration) <= 0.1
     assert _top_level_atoms(video).index("moov") < _top_level_atoms(video).index("mdat")

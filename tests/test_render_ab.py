@@ -12,12 +12,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from conftest import ffmpeg, make_clip
+
 from locpipe.artifacts import SubtitleEvent, SubtitleTrack
 from locpipe.config import DEFAULT_CONFIG_DIR, WatermarkPolicy, load_market
 from locpipe.media.probe import probe
-from locpipe.stages import render, render_ab
+from locpipe.render import ab as render_ab
+from locpipe.render import encode as render
+from locpipe.render import graph
 from locpipe.watermark.ab import ab_symbols
 from locpipe.watermark.forensic import ForensicSpec
 from locpipe.watermark.keys import load_key
@@ -65,10 +67,10 @@ def test_one_run_decodes_once_for_every_market(tmp_path):
 
     def run_args(size: str) -> tuple[list[str], list[str]]:
         info = probe(make_clip(tmp_path / f"{size}.mp4", seconds=1, size=size))
-        encodes = [render.Encode(us.profile, tmp_path / "us.ass", tmp_path / "us.mp4", audio_wav=tmp_path / "a.wav"),
-                   render.Encode(social.profile, tmp_path / "s.ass", tmp_path / "s.mp4", audio_wav=tmp_path / "b.wav"),
-                   render.Encode(us.profile, tmp_path / "us.ass", tmp_path / "v%05d.ts", segmented=True)]
-        args = render.shared_render_args(info, encodes)
+        encodes = [graph.Encode(us.profile, tmp_path / "us.ass", tmp_path / "us.mp4", audio_wav=tmp_path / "a.wav"),
+                   graph.Encode(social.profile, tmp_path / "s.ass", tmp_path / "s.mp4", audio_wav=tmp_path / "b.wav"),
+                   graph.Encode(us.profile, tmp_path / "us.ass", tmp_path / "v%05d.ts", segmented=True)]
+        args = graph.shared_render_args(info, encodes)
         assert [a for a in args if a == str(info.path)] == [str(info.path)]  # the source is opened once
         return args, [args[i + 1] for i, a in enumerate(args) if a == "-filter_complex"]
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ffmpeg
-from locpipe.separation import spleeter as sp
-from locpipe.separation.evaluate import (
+from spleeter_reference import reference_magnitude, summarize
+
+from locpipe.backends.separation import spleeter as sp
+from locpipe.backends.separation.evaluate import (
     bigbuckbunny_path,
     decode_stereo,
     mono_to_stereo,
@@ -24,8 +25,7 @@ from locpipe.separation.evaluate import (
     si_sdr,
     synthetic_band,
 )
-from locpipe.separation.tf_checkpoint import Checkpoint, CheckpointError, parse_index
-from spleeter_reference import reference_magnitude, summarize
+from locpipe.backends.separation.tf_checkpoint import Checkpoint, CheckpointError, parse_index
 
 needs_weights = pytest.mark.skipif(not sp.is_available(), reason=f"separation unavailable: {sp.unavailable_reason()}")
 REFERENCE = Path(__file__).parent / "data" / "spleeter_tf_reference.npz"
@@ -83,7 +83,7 @@ def test_corrupt_index_is_reported_not_misread(tmp_path):
 
 
 def test_tf_same_padding_is_asymmetric():
-    from locpipe.separation.unet import keras_name, same_pad
+    from locpipe.backends.separation.unet import keras_name, same_pad
 
     assert same_pad(512, 5, 2) == (1, 2) and same_pad(1024, 5, 2) == (1, 2)
     assert same_pad(512, 4, 1, dilation=2) == (3, 3)
@@ -92,7 +92,7 @@ def test_tf_same_padding_is_asymmetric():
 
 @needs_weights
 def test_unet_matches_tensorflow_on_the_reference_input():
-    nets = sp._load_model(str(sp.checkpoint_prefix()))
+    nets = sp.load_model(str(sp.checkpoint_prefix()))
     vocals, accompaniment = sp._estimates(nets, reference_magnitude())
     ours, theirs = summarize(vocals, accompaniment), np.load(REFERENCE)
     for name in theirs.files:
@@ -116,7 +116,7 @@ def test_chunked_streaming_equals_one_whole_file_stft(monkeypatch):
     The network is replaced by a fixed rule (vocals = magnitude, accompaniment = half of it),
     so the expected output is known exactly: mask 0.8 below F, 0 above.
     """
-    monkeypatch.setattr(sp, "_load_model", lambda prefix: None)
+    monkeypatch.setattr(sp, "load_model", lambda prefix: None)
     monkeypatch.setattr(sp, "_estimates", lambda nets, mag: [mag, 0.5 * mag])
     rng = np.random.default_rng(1)
     samples = sp.T * sp.FRAME_STEP * 2 + 12345  # three chunks, the last one partial
@@ -252,31 +252,40 @@ def test_mix_uses_the_separated_accompaniment_when_given(dubbed, tmp_path):
 
 @needs_weights
 def test_pipeline_separates_once_and_records_the_background_in_qc(dubbed, tmp_path, monkeypatch):
-    """The job's mix wiring: separate stage cached per episode, key in the mix's parts, QC check."""
-    from locpipe.artifacts import MixResult, QCReport
-    from locpipe.core import pipeline
-    from locpipe.core.store import ArtifactStore
+    """The mix wiring: separate stage cached per episode, shared by every market, engine made once, QC check."""
+    from locpipe.artifacts import IngestResult, MixResult, QCReport
+    from locpipe.core.context import EpisodeContext
+    from locpipe.core.market import separate
+    from locpipe.core.recognition import Recognition
+    from locpipe.core.resources import Resources
+    from locpipe.core.settings import RunSettings
+    from locpipe.core.store import ArtifactStore, Stored
     from locpipe.media.probe import probe
+    from locpipe.stages.qc import background_check, with_checks
 
     _, _, source, market = dubbed
     info = probe(source)
-    job = pipeline.EpisodeJob.__new__(pipeline.EpisodeJob)
-    job.name, job._sha, job.progress = "ep", info.sha256, lambda *a: None
+    resources = Resources()
+    ctx = EpisodeContext(source, "ep", info.sha256, RunSettings(out_dir=tmp_path, work_dir=tmp_path / "work",
+                                                                markets=()), resources, lambda *a: None)
+    rec = Recognition(info=info, ingest=Stored(IngestResult(info=info), tmp_path, "k"), source_subs=None,
+                      transcript=None, speakers=None, speakers_key=None)
     store = ArtifactStore(tmp_path / "work")
-    accompaniment, key, note = job._separate(store, market(), info)
+    accompaniment, key, note = separate(ctx, rec, market(), store)
     assert accompaniment is not None and accompaniment.name == "accompaniment.wav" and key and note == ""
-    again = job._separate(ArtifactStore(tmp_path / "work"), market(), info)
+    again = separate(ctx, rec, market(), ArtifactStore(tmp_path / "work"))
     assert again[1] == key  # same key: cached, shared by every market
+    assert resources.created["separation:spleeter-2stems"] == 1
     duck_market = market().config.model_copy(update={"dub": market().config.dub.model_copy(
         update={"background": "duck"})})
-    assert job._separate(store, market().model_copy(update={"config": duck_market}), info)[0] is None
+    assert separate(ctx, rec, market().model_copy(update={"config": duck_market}), store)[0] is None
     monkeypatch.setattr(sp, "unavailable_reason", lambda: "no weights here")
-    assert job._separate(store, market(), info) == (None, None, "separation unavailable: no weights here")
+    assert separate(ctx, rec, market(), store) == (None, None, "separation unavailable: no weights here")
     report = QCReport(episode="ep", market="us", passed=True)
-    sep = pipeline._with_background_check(report, MixResult(method="separated", measured_lufs=-14,
-                                                              measured_true_peak=-1, target_lufs=-14))
-    duck = pipeline._with_background_check(report, MixResult(method="duck", measured_lufs=-14, measured_true_peak=-1,
-                                                             target_lufs=-14, background_note="no weights here"))
+    sep = with_checks(report, [background_check(MixResult(method="separated", measured_lufs=-14,
+                                                          measured_true_peak=-1, target_lufs=-14))])
+    duck = with_checks(report, [background_check(MixResult(method="duck", measured_lufs=-14, measured_true_peak=-1,
+                                                           target_lufs=-14, background_note="no weights here"))])
     assert sep.checks[-1].name == "background" and sep.checks[-1].value == "separated"
     assert duck.checks[-1].value == "ducked" and "no weights here" in duck.checks[-1].detail
     assert duck.passed and duck.checks[-1].passed

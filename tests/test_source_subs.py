@@ -13,13 +13,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from conftest import SAMPLE_SCRIPT, cut_sample, ffmpeg, make_clip
+
 from locpipe.artifacts import MediaInfo, OnScreenText, SourceSubtitles, SubtitleTrack
 from locpipe.config import DEFAULT_CONFIG_DIR, load_market
 from locpipe.media.probe import probe
 from locpipe.metrics import cer
-from locpipe.stages import render
+from locpipe.render import encode as render
+from locpipe.render import graph
 from locpipe.stages import source_subs as ss
 
 pytest.importorskip("rapidocr_onnxruntime")
@@ -122,32 +123,32 @@ def _info(**kw) -> MediaInfo:
 
 
 def test_mask_windows_and_enable_expression():
-    windows = render.mask_windows(_subs(intervals=((0.05, 1.0), (1.2, 2.0), (5.0, 37.3))), duration=37.37)
+    windows = graph.mask_windows(_subs(intervals=((0.05, 1.0), (1.2, 2.0), (5.0, 37.3))), duration=37.37)
     assert windows == [(0.0, 2.125), (4.875, 37.37)]  # widened by half a period, merged, clipped
-    assert render.enable_expr(windows) == "between(t,0.000,2.125)+between(t,4.875,37.370)"
+    assert graph.enable_expr(windows) == "between(t,0.000,2.125)+between(t,4.875,37.370)"
 
 
 def test_mask_rect_even_aligned_and_follows_rotation_and_proxies():
-    assert render.mask_rect(_subs(), _info()) == (78, 1016, 542, 70)
+    assert graph.mask_rect(_subs(), _info()) == (78, 1016, 542, 70)
     # detection ran on a 360x640 proxy of a 720x1280 master
-    assert render.mask_rect(_subs(band=(39, 508, 271, 35), frame=(360, 640)), _info()) == (78, 1016, 542, 70)
+    assert graph.mask_rect(_subs(band=(39, 508, 271, 35), frame=(360, 640)), _info()) == (78, 1016, 542, 70)
     # stored 1280x720 with a 90 degree display matrix: ffmpeg delivers 720x1280
     rotated = _info(width=1280, height=720, rotation=90)
-    assert render.mask_rect(_subs(band=(600, 1200, 200, 100)), rotated) == (600, 1200, 120, 80)
+    assert graph.mask_rect(_subs(band=(600, 1200, 200, 100)), rotated) == (600, 1200, 120, 80)
 
 
 def test_mask_goes_first_in_the_graph_and_is_escaped():
     markets = load_market(DEFAULT_CONFIG_DIR, "us")
     many = tuple((i * 2.0, i * 2.0 + 1.0) for i in range(60))
     info = _info(fps=60.0)
-    args = render.ffmpeg_args(info, Path("m.wav"), Path("a.ass"), markets.profile, Path("o.mp4"),
+    args = graph.ffmpeg_args(info, Path("m.wav"), Path("a.ass"), markets.profile, Path("o.mp4"),
                               source_subs=_subs(intervals=many))
-    graph = args[args.index("-filter_complex") + 1]
-    assert graph.startswith("[0:v:0]split=2[msrc][mband];[mband]crop=542:70:78:1016,gblur=")
-    assert "overlay=78:1016:enable='between(t\\,0.000" not in graph  # quoted, not comma-escaped
-    assert "enable='between(t,0.000,1.125)+" in graph and graph.count("between(") == 60
-    assert graph.index("fps=30") > graph.index("overlay=")
-    plain = render.ffmpeg_args(info, Path("m.wav"), Path("a.ass"), markets.profile, Path("o.mp4"),
+    fgraph = args[args.index("-filter_complex") + 1]
+    assert fgraph.startswith("[0:v:0]split=2[msrc][mband];[mband]crop=542:70:78:1016,gblur=")
+    assert "overlay=78:1016:enable='between(t\\,0.000" not in fgraph  # quoted, not comma-escaped
+    assert "enable='between(t,0.000,1.125)+" in fgraph and fgraph.count("between(") == 60
+    assert fgraph.index("fps=30") > fgraph.index("overlay=")
+    plain = graph.ffmpeg_args(info, Path("m.wav"), Path("a.ass"), markets.profile, Path("o.mp4"),
                                source_subs=SourceSubtitles(found=False, frame_width=720, frame_height=1280,
                                                            sample_fps=4.0))
     assert "gblur" not in plain[plain.index("-filter_complex") + 1]

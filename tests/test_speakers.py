@@ -10,16 +10,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, SAMPLE, SAMPLE_SCRIPT
+
 from locpipe.artifacts import Cue, SpeakerLabels, Transcript, TranslatedCue, Translation
+from locpipe.backends.speaker import resemblyzer_encoder as enc
 from locpipe.cli import main
 from locpipe.config import DubConfig, Market, MarketConfig, RenderProfile
+from locpipe.localize.voices import (
+    VoiceMap,
+    VoiceStyle,
+    cast_market,
+    load_voice_map,
+    resolve_casting,
+    series_state_dir,
+    speak,
+    voices_path,
+)
+from locpipe.media import audio
 from locpipe.media.ffmpeg import run_ffmpeg
 from locpipe.metrics import label_accuracy
 from locpipe.stages import speakers as sp
-from locpipe.voices import (VoiceMap, VoiceStyle, cast_market, load_voice_map, resolve_casting, series_state_dir,
-                            speak, voices_path)
 
 VOICE = "piper:en_US-joe-medium"
 SCRIPT = json.loads(SAMPLE_SCRIPT.read_text(encoding="utf-8"))["lines"]
@@ -37,14 +47,14 @@ def _write_wav(path: Path, audio: np.ndarray, rate: int = 16000) -> Path:
 @pytest.fixture(scope="module")
 def encoder():
     pytest.importorskip("resemblyzer")
-    return sp.load_encoder()
+    return enc.load_encoder()
 
 
 @pytest.fixture(scope="module")
 def sample_audio(tmp_path_factory) -> np.ndarray:
     wav = tmp_path_factory.mktemp("audio") / "ep001.wav"
     run_ffmpeg(["-i", str(SAMPLE), "-vn", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(wav)])
-    return sp.read_wav_16k(wav)
+    return audio.read_wav_16k(wav)
 
 
 # --------------------------------------------------------------------------- pure decisions
@@ -143,7 +153,7 @@ def test_automatic_voices_sound_like_different_people_to_the_speaker_model(encod
     prints, truth = [], []
     for label in ("S1", "S2"):
         for text in lines:
-            prints.append(encoder.embed_utterance(sp.preprocess(speak(casting[label], text, 16000, backends))))
+            prints.append(encoder.embed_utterance(enc.preprocess(speak(casting[label], text, 16000, backends))))
             truth.append(label)
     ids = sp.agglomerate(np.array(prints), sp.SpeakerOptions().cluster_threshold)
     assert label_accuracy([f"c{i}" for i in ids], truth) == 1.0 and len(set(ids)) == 2
@@ -159,11 +169,12 @@ def test_without_resemblyzer_every_cue_is_s1_with_a_note(monkeypatch, tmp_path):
     labels = sp.label_speakers(tr, tmp_path / "never-read.wav", tmp_path / "speakers.json", "e1")
     assert not labels.available and [c.speaker for c in labels.cues] == ["S1", "S1"]
     assert "locpipe[speakers]" in labels.notes[0] and not (tmp_path / "speakers.json").exists()
-    from locpipe.core.pipeline import _with_speaker_check
     from locpipe.artifacts import QCReport
+    from locpipe.stages.qc import speaker_check, with_checks
 
-    report = _with_speaker_check(QCReport(episode="e1", market="us", passed=True), labels)
+    report = with_checks(QCReport(episode="e1", market="us", passed=True), [speaker_check(labels)])
     check = report.checks[-1]
+    assert report.passed
     assert check.name == "speaker_labels" and check.passed and "Resemblyzer" in check.detail
     assert [c.speaker for c in sp.apply_labels(tr, labels).cues] == ["S1", "S1"]
 
@@ -171,25 +182,32 @@ def test_without_resemblyzer_every_cue_is_s1_with_a_note(monkeypatch, tmp_path):
 def test_episode_goes_on_when_speaker_labelling_breaks(monkeypatch, tmp_path):
     """Pipeline level: a failing (or missing) speaker model leaves S1 everywhere, never an error."""
     from locpipe.artifacts import IngestResult, MediaInfo
-    from locpipe.core.pipeline import EpisodeJob, RunSettings
-    from locpipe.core.store import ArtifactStore
+    from locpipe.core.context import EpisodeContext
+    from locpipe.core.market import casting
+    from locpipe.core.recognition import Recognition, label_speakers
+    from locpipe.core.resources import Resources
+    from locpipe.core.settings import RunSettings
+    from locpipe.core.store import Stored
 
     def broken(*_a, **_k):
         raise RuntimeError("encoder exploded")
 
     monkeypatch.setattr(sp, "label_speakers", broken)
     (tmp_path / "series").mkdir()
-    job = EpisodeJob(tmp_path / "series" / "ep.mp4", RunSettings(out_dir=tmp_path, work_dir=tmp_path / "w", markets=()))
-    job._sha = "0" * 64
+    ctx = EpisodeContext(tmp_path / "series" / "ep.mp4", "ep", "0" * 64,
+                         RunSettings(out_dir=tmp_path, work_dir=tmp_path / "w", markets=()), Resources(),
+                         lambda *a: None)
     info = MediaInfo(path="ep.mp4", sha256="0" * 64, size=1, duration=5, width=9, height=16, display_width=9,
                      display_height=16, fps=30)
     tr = Transcript(cues=[Cue(index=0, start=0, end=2, text="a"), Cue(index=1, start=3, end=4, text="b")],
                     backend="t", model="t")
-    labelled = job._label_speakers(ArtifactStore(tmp_path / "w"), IngestResult(info=info), tmp_path, "k", tr, "k")
-    assert [c.speaker for c in labelled.cues] == ["S1", "S1"]
-    labels, key = job._speakers
+    ing = Stored(IngestResult(info=info), tmp_path, "k")
+    labels, key = label_speakers(ctx, ing, Stored(tr, tmp_path, "k"))
     assert key is None and not labels.available and "encoder exploded" in labels.notes[0]
-    assert job._casting(None, VOICE) == ({}, {})  # no labels by voice: the market's voice speaks every line
+    assert [c.speaker for c in sp.apply_labels(tr, labels).cues] == ["S1", "S1"]
+    rec = Recognition(info=info, ingest=ing, source_subs=None, transcript=Stored(tr, tmp_path, "k"), speakers=labels,
+                      speakers_key=key)
+    assert casting(ctx, rec, None, VOICE) == ({}, {})  # no labels by voice: the market's voice speaks every line
 
 
 # --------------------------------------------------------------------------- voices per character
@@ -204,7 +222,7 @@ def series(tmp_path) -> Path:
 
 
 def _bible(series: Path):
-    from locpipe.bible import load_bible
+    from locpipe.localize.bible import load_bible
 
     return load_bible(series / "bible.yaml")
 
@@ -251,8 +269,8 @@ def test_locpipe_voices_maps_speakers_to_characters_and_sets_voices(series, caps
 
 
 def test_dub_speaks_each_speaker_in_their_voice(tmp_path):
-    from locpipe.stages.synthesize import synthesize_dub
     from locpipe.backends.tts.base import get_tts_backend
+    from locpipe.stages.synthesize import synthesize_dub
 
     market = Market(config=MarketConfig(code="us-test", name="t", language="en",
                                         dub=DubConfig(enabled=True, voice=VOICE)),
@@ -264,7 +282,8 @@ def test_dub_speaks_each_speaker_in_their_voice(tmp_path):
     # Piper samples its noise: without it the voice is deterministic and a pitch estimate of
     # one line cannot drift by chance (an unlucky sample once read 137 Hz instead of ~95)
     calm = {"noise_scale": 0.0, "noise_w_scale": 0.0}
-    voices = {"S1": VoiceStyle(voice=VOICE, **calm), "S2": VoiceStyle(voice=VOICE, pitch=1.32, length_scale=0.94, **calm)}
+    voices = {"S1": VoiceStyle(voice=VOICE, **calm),
+              "S2": VoiceStyle(voice=VOICE, pitch=1.32, length_scale=0.94, **calm)}
     dub = synthesize_dub(translation, market, 8.0, tmp_path, get_tts_backend("piper"),
                          speakers={0: "S1", 1: "S2"}, voices=voices)
     assert [(ln.speaker, ln.voice) for ln in dub.lines] == [("S1", voices["S1"].describe()),
@@ -279,7 +298,7 @@ def test_dub_speaks_each_speaker_in_their_voice(tmp_path):
 
 
 def test_series_state_lives_beside_the_series_but_never_in_a_hidden_folder(tmp_path):
-    from locpipe.voices import writable_state_dir
+    from locpipe.localize.voices import writable_state_dir
 
     series = tmp_path / "my-series"
     series.mkdir()

@@ -18,10 +18,11 @@ def _make(calls):
 def test_same_key_is_built_once_and_reloaded(tmp_path):
     calls = []
     store = ArtifactStore(tmp_path)
-    m1, d1 = store.get_or_make("ep", "transcribe", {"a": 1}, Transcript, _make(calls))
-    m2, d2 = ArtifactStore(tmp_path).get_or_make("ep", "transcribe", {"a": 1}, Transcript, _make(calls))
-    assert len(calls) == 1 and d1 == d2 and m1 == m2
-    assert (d2 / "payload.txt").read_text() == "data"
+    s1 = store.get_or_make("ep", "transcribe", {"a": 1}, Transcript, _make(calls))
+    s2 = ArtifactStore(tmp_path).get_or_make("ep", "transcribe", {"a": 1}, Transcript, _make(calls))
+    assert len(calls) == 1 and s1.dir == s2.dir and s1.model == s2.model
+    assert s1.key == s2.key == make_key("transcribe", {"a": 1}) and not s1.cached and s2.cached
+    assert (s2.file("payload.txt")).read_text() == "data"
     assert [r.cached for r in store.records] == [False]
 
 

@@ -2,8 +2,8 @@ import shutil
 import socket
 
 import pytest
-
 from fakes import fake_translation_server
+
 from locpipe.artifacts import Cue, Transcript
 from locpipe.backends.mt.base import choose_backend, get_mt_backend
 from locpipe.errors import BackendUnavailable, StageError

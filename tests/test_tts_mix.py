@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ffmpeg
+
 from locpipe.artifacts import TranslatedCue, Translation
 from locpipe.backends.tts.base import UnspeakableText, get_tts_backend, parse_voice_spec
 from locpipe.config import DubConfig, Market, MarketConfig, RenderProfile
 from locpipe.errors import BackendUnavailable, StageError
 from locpipe.media.ffmpeg import measure_loudness
-from locpipe.stages.mix import duck_threshold, dub_gain_db, mix_audio
+from locpipe.stages.mix import dub_gain_db, duck_threshold, mix_audio
 from locpipe.stages.synthesize import LINE_GAP, MAX_BORROW, fit_line, plan_lines, slot_end, synthesize_dub, trim_silence
 
 VOICE = "en_US-joe-medium"

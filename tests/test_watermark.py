@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import cut_sample, ffmpeg
+
 from locpipe.config import DEFAULT_CONFIG_DIR, Market, SafeZone, load_market
 from locpipe.media.probe import probe
-from locpipe.stages import render
+from locpipe.render import encode as render
+from locpipe.render import graph
 from locpipe.watermark.detect import R_THRESHOLD, trace
 from locpipe.watermark.ecc import conv_encode, viterbi_decode
 from locpipe.watermark.forensic import ForensicSpec, forensic_graph
@@ -114,15 +115,15 @@ def test_ffmpeg_args_blend_the_pattern_last(tmp_path):
     assert not load_market(DEFAULT_CONFIG_DIR, "us-social").profile.forensic_watermark
     src = cut_sample(tmp_path / "src.mp4", 5, 1)
     g = forensic_graph(Payload(1, 2, 3), width=1080, height=1920, key=b"k" * 16, work_dir=tmp_path,
-                       input_index=render.FORENSIC_INPUT, in_label="vpre", out_label="v")
-    args = render.ffmpeg_args(probe(src), tmp_path / "mix.wav", tmp_path / "burn.ass", market.profile,
+                       input_index=graph.FORENSIC_INPUT, in_label="vpre", out_label="v")
+    args = graph.ffmpeg_args(probe(src), tmp_path / "mix.wav", tmp_path / "burn.ass", market.profile,
                               tmp_path / "out.mp4", forensic=g)
     inputs = [args[i + 1] for i, a in enumerate(args) if a == "-i"]
-    assert inputs[render.FORENSIC_INPUT] == str(g.pattern) and g.pattern.stat().st_size > 0
-    graph = args[args.index("-filter_complex") + 1]
-    assert graph.index("ass=") < graph.index("blend=c0_mode=grainmerge:shortest=1[v]")
-    assert graph.count("[v]") == 1 and args[args.index("-map") + 1] == "[v]"  # the blend's output is encoded
-    plain = render.ffmpeg_args(probe(src), tmp_path / "mix.wav", tmp_path / "burn.ass", market.profile,
+    assert inputs[graph.FORENSIC_INPUT] == str(g.pattern) and g.pattern.stat().st_size > 0
+    fgraph = args[args.index("-filter_complex") + 1]
+    assert fgraph.index("ass=") < fgraph.index("blend=c0_mode=grainmerge:shortest=1[v]")
+    assert fgraph.count("[v]") == 1 and args[args.index("-map") + 1] == "[v]"  # the blend's output is encoded
+    plain = graph.ffmpeg_args(probe(src), tmp_path / "mix.wav", tmp_path / "burn.ass", market.profile,
                                tmp_path / "o.mp4")
     assert "blend=" not in plain[plain.index("-filter_complex") + 1] and str(g.pattern) not in plain
 

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import cut_sample, ffmpeg
+
 from locpipe.watermark import ab
-from locpipe.watermark.cli_trace import trace_report
 from locpipe.watermark.forensic import PATTERN_FPS, node_pattern, pattern_frames
 from locpipe.watermark.keys import KEY_ENV, load_key
 from locpipe.watermark.ledger import Ledger, batch_distributor
 from locpipe.watermark.payload import Payload, distributor_code
+from locpipe.watermark.trace import trace_report
 
 ROOT = Path(__file__).resolve().parent.parent
 W, H = 540, 960

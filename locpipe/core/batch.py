@@ -1,30 +1,31 @@
-"""Batch execution: find episodes, run them in parallel, write the manifest.
+"""Batch execution: find episodes, run them one after another or in parallel worker processes.
 
-Episodes run in worker processes (``--jobs``), each loading its own models: ONNX Runtime
-and CTranslate2 keep thread pools that do not survive ``fork``, so workers are spawned.
-The CPU is shared out: each worker's inference threads = cores // jobs.
+Every process keeps one ``Resources`` (its loaded models) for all the episodes it runs:
+``--jobs 1`` runs in this process, ``--jobs N`` in N spawned workers (ONNX Runtime and
+CTranslate2 keep thread pools that do not survive ``fork``), each initialised once with its
+own ``Resources`` and the CLI's logging. The CPU is shared out: inference threads = cores // jobs.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import multiprocessing as mp
 import os
 import queue
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, replace
-from datetime import datetime, timezone
+from dataclasses import replace
 from pathlib import Path
 
-from locpipe.config import config_hash
-from locpipe.core.pipeline import EpisodeReport, ProgressFn, RunSettings, UnitReport, pipeline_versions, run_episode
-from locpipe.core.store import ArtifactStore, atomic_write_text
+from locpipe.core.names import episode_name
+from locpipe.core.pipeline import run_episode
+from locpipe.core.reports import EpisodeReport, ProgressFn, failed_episode
+from locpipe.core.resources import Resources
+from locpipe.core.settings import RunSettings
+from locpipe.core.store import ArtifactStore
 from locpipe.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -79,11 +80,20 @@ def select_shard(episodes: list[Path], shard: tuple[int, int] | None) -> list[Pa
 # --------------------------------------------------------------------------- execution
 
 
-def _worker_run(path: Path, settings: RunSettings, events) -> EpisodeReport:
+#: the worker process's engines, made once by ``_worker_init`` and used for every episode it runs
+_WORKER_RESOURCES: list[Resources] = []
+
+
+def _worker_init(log_level: str, log_format: str) -> None:
+    """Start of a ``--jobs`` worker process: the CLI's logging, and one Resources for its life."""
     from locpipe.core.logs import setup_logging
 
-    setup_logging(os.environ.get("LOCPIPE_LOG_LEVEL", "WARNING"), os.environ.get("LOCPIPE_LOG_FORMAT", "text"))
-    return run_episode(path, settings, lambda *ev: events.put(ev))
+    setup_logging(log_level, log_format)
+    _WORKER_RESOURCES.append(Resources())
+
+
+def _worker_run(path: Path, settings: RunSettings, events) -> EpisodeReport:
+    return run_episode(path, settings, lambda *ev: events.put(ev), _WORKER_RESOURCES[0])
 
 
 def run_batch(episodes: list[Path], settings: RunSettings, *, jobs: int = 1,
@@ -95,7 +105,8 @@ def run_batch(episodes: list[Path], settings: RunSettings, *, jobs: int = 1,
     settings = replace(settings, asr=replace(settings.asr, threads=max(1, cores // jobs)))
     progress = progress or (lambda *a: None)
     if jobs == 1:
-        return [run_episode(p, settings, progress) for p in episodes]
+        resources = Resources()
+        return [run_episode(p, settings, progress, resources) for p in episodes]
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
         events = manager.Queue()
@@ -103,7 +114,8 @@ def run_batch(episodes: list[Path], settings: RunSettings, *, jobs: int = 1,
         pump = threading.Thread(target=_pump, args=(events, progress, stop), daemon=True)
         pump.start()
         reports: dict[Path, EpisodeReport] = {}
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(settings.log_level, settings.log_format)) as pool:
             futures = {pool.submit(_worker_run, p, settings, events): p for p in episodes}
             for fut in as_completed(futures):
                 path = futures[fut]
@@ -127,49 +139,5 @@ def _pump(events, progress: Callable, stop: threading.Event) -> None:
 
 
 def _crashed(path: Path, settings: RunSettings, exc: BaseException) -> EpisodeReport:
-    from locpipe.core.pipeline import episode_name
-
-    name = episode_name(path)
-    msg = f"worker process died: {type(exc).__name__}: {exc}"
-    return EpisodeReport(episode=name, source=str(path), units=[
-        UnitReport(episode=name, market=m.code, status="failed", error=msg, failed_stage="worker")
-        for m in settings.markets])
-
-
-# --------------------------------------------------------------------------- manifest
-
-
-def write_manifest(out_dir: Path, reports: list[EpisodeReport], settings: RunSettings, started: float) -> Path:
-    """Merge this run's units into OUT_DIR/manifest.json (keyed by episode and market)."""
-    path = out_dir / "manifest.json"
-    existing: dict = {}
-    if path.exists():
-        try:
-            existing = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            log.warning("%s is unreadable; starting a new manifest", path)
-    units = {(u["episode"], u["market"], u.get("distributor", "")): u for u in existing.get("units", [])}
-    episodes = {e["episode"]: e for e in existing.get("episodes", [])}
-    for rep in reports:
-        episodes[rep.episode] = {"episode": rep.episode, "source": rep.source, "sha256": rep.sha256,
-                                 "duration": rep.duration, "shared_stages": rep.shared_stages}
-        for unit in rep.units:
-            units[(unit.episode, unit.market, unit.distributor)] = asdict(unit)
-    manifest = {
-        "tool": "locpipe",
-        "versions": pipeline_versions(),
-        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "last_run": {
-            "seconds": round(time.perf_counter() - started, 2),
-            "distributor": settings.distributor,
-            "distributors": list(settings.distributors),
-            "markets": {m.code: {"config_hash": config_hash(m.config, m.profile), "file": str(m.source)}
-                        for m in settings.markets},
-            "asr": {"backend": settings.asr_backend, **asdict(settings.asr)},
-        },
-        "episodes": sorted(episodes.values(), key=lambda e: e["episode"]),
-        "units": sorted(units.values(), key=lambda u: (u["episode"], u["market"], u.get("distributor", ""))),
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(manifest, indent=1, ensure_ascii=False))
-    return path
+    return failed_episode(episode_name(path), str(path), [m.code for m in settings.markets],
+                          f"worker process died: {type(exc).__name__}: {exc}", "worker")

@@ -11,10 +11,14 @@ import contextvars
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 
-_CONTEXT: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("locpipe_log_context", default={})
+#: the default is an empty read-only mapping: ``log_context`` always sets a fresh dict, never mutates it
+_CONTEXT: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "locpipe_log_context", default=MappingProxyType({})
+)
 FIELDS = ("episode", "market", "stage")
 
 

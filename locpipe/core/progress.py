@@ -46,7 +46,7 @@ class ProgressBoard:
             table.add_row(ep, *(row.get(m, "[dim]queued[/]") for m in self.markets))
         return table
 
-    def __enter__(self) -> "ProgressBoard":
+    def __enter__(self) -> ProgressBoard:
         if self.console.is_terminal:
             self._live = Live(self._table(), console=self.console, refresh_per_second=4, transient=True)
             self._live.__enter__()

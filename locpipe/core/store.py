@@ -21,9 +21,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from pydantic import BaseModel
+
+from locpipe.core.locks import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +50,18 @@ class StageRecord:
     seconds: float
 
 
-@dataclass
-class Stored:
-    """An artifact model together with the directory its files live in."""
+@dataclass(frozen=True)
+class Stored(Generic[A]):
+    """A stage's artifact: the model, the directory its files live in, and its key.
 
-    model: BaseModel
+    The key is what later stages put in their own key parts, so a change upstream
+    invalidates exactly what depends on it.
+    """
+
+    model: A
     dir: Path
+    key: str
+    cached: bool = False
 
     def file(self, name: str) -> Path:
         return self.dir / name
@@ -78,11 +86,12 @@ class ArtifactStore:
         parts: dict,
         model_cls: type[A],
         make: Callable[[Path], A],
-    ) -> tuple[A, Path]:
+    ) -> Stored[A]:
         """Load the artifact for (scope, stage, parts) or build it with ``make(tmp_dir)``.
 
         ``make`` writes its files into ``tmp_dir`` and returns the artifact model; the
-        directory is renamed into place afterwards. Returns (model, final directory).
+        directory is renamed into place afterwards. Every call is also recorded in
+        ``records`` (for the manifest's per-stage timings and cache hits).
         """
         key = make_key(stage, parts)
         final = self._dir(scope, stage, key)
@@ -93,7 +102,7 @@ class ArtifactStore:
                 model = model_cls.model_validate_json(meta.read_text(encoding="utf-8"))
                 self.records.append(StageRecord(stage, key, True, time.perf_counter() - started))
                 log.debug("%s/%s: cache hit %s", scope, stage, key)
-                return model, final
+                return Stored(model, final, key, cached=True)
             except ValueError:
                 log.warning("%s: unreadable artifact, rebuilding", meta)
                 shutil.rmtree(final, ignore_errors=True)
@@ -117,7 +126,7 @@ class ArtifactStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self.records.append(StageRecord(stage, key, False, time.perf_counter() - started))
-        return model, final
+        return Stored(model, final, key)
 
     def sweep_temporaries(self) -> int:
         """Remove temp directories left by crashed runs; returns how many.
@@ -136,26 +145,28 @@ class ArtifactStore:
 
 
 def _pid_alive(tmp_name: str) -> bool:
+    """Whether the writer named in a temp directory (``.<key>.<pid>.tmp``) is another live process."""
     try:
         pid = int(tmp_name.rsplit(".", 2)[-2])
     except (ValueError, IndexError):
         return False
-    if pid == os.getpid():
-        return False
+    return pid != os.getpid() and pid_alive(pid)
+
+
+def atomic_write_with(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to a temporary name beside ``path``, then rename: readers never see a
+    partial file, and a failed write leaves no temporary behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -164,10 +175,4 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_copy(src: Path, dst: Path) -> None:
     """Copy to a temp name beside ``dst`` then rename: readers never see a partial file."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_with(dst, lambda tmp: shutil.copyfile(src, tmp))

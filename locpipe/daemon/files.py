@@ -17,7 +17,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from locpipe.daemon.journal import pid_alive
+from locpipe.core.locks import pid_alive
 from locpipe.stages.transcribe import SIDECAR_SUFFIXES
 
 log = logging.getLogger(__name__)

@@ -12,13 +12,14 @@ file (a partial unique index), so two daemons sharing a journal never both own a
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from locpipe.core.locks import pid_alive
 
 ACTIVE = ("queued", "running", "retry")
 
@@ -81,23 +82,6 @@ def _claim(row: sqlite3.Row) -> Claim:
     return Claim(id=row["id"], file=row["file"], batch=row["batch"], episode=row["episode"], state=row["state"],
                  attempts=row["attempts"], next_try=row["next_try"], stage=row["stage"], daemon=row["daemon"],
                  worker_pgid=row["worker_pgid"], host=row["host"])
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True if ``pid`` runs on this host and is not a zombie (a killed, unreaped daemon is dead)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 class Journal:

@@ -16,7 +16,6 @@ resumes from the stage cache; that interrupted attempt counts as one of the thre
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -25,14 +24,16 @@ import socket
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from locpipe.core.batch import discover_episodes, write_manifest
+from locpipe.core.batch import discover_episodes
 from locpipe.core.logs import log_context
-from locpipe.core.pipeline import EpisodeReport, RunSettings, UnitReport, episode_name
+from locpipe.core.manifest import write_manifest
+from locpipe.core.names import episode_name
+from locpipe.core.reports import EpisodeReport, UnitReport, failed_episode
+from locpipe.core.settings import RunSettings
 from locpipe.daemon import files
 from locpipe.daemon.files import Inbox
 from locpipe.daemon.journal import Claim, Journal, Owner
@@ -273,7 +274,7 @@ class Daemon:
         dest = self._retire(journal, claim, self.inbox.failed)
         reason = {
             "file": claim.file, "episode": claim.episode, "error": first.error, "stage": first.failed_stage,
-            "attempts": attempts, "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "attempts": attempts, "failed_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "units": [{"market": u.market, "stage": u.failed_stage, "error": u.error} for u in failed],
             "log_tail": log_tail,
         }
@@ -299,8 +300,7 @@ class Daemon:
 
     def _write_manifest(self, report: EpisodeReport, settings: RunSettings, started: float) -> None:
         """Merge into OUT_DIR/manifest.json under a lock: daemons sharing OUT_DIR must not lose units."""
-        with _locked(settings.out_dir):
-            write_manifest(settings.out_dir, [report], settings, started)
+        write_manifest(settings.out_dir, [report], settings, started)
 
 
 def _died(claim: Claim, settings: RunSettings, attempt: Attempt) -> EpisodeReport:
@@ -309,21 +309,7 @@ def _died(claim: Claim, settings: RunSettings, attempt: Attempt) -> EpisodeRepor
     how = f"killed by {signal.Signals(-code).name}" if code and code < 0 else f"exit {code}"
     stage = attempt.stage or "worker"
     error = f"worker process died ({how}) during {stage}"
-    return EpisodeReport(episode=claim.episode, source=claim.file, units=[
-        UnitReport(episode=claim.episode, market=m.code, status="failed", error=error, failed_stage=stage)
-        for m in settings.markets])
-
-
-@contextmanager
-def _locked(folder: Path):
-    """An exclusive lock on a folder itself: no lock file left among the exports."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+    return failed_episode(claim.episode, claim.file, [m.code for m in settings.markets], error, stage)
 
 
 def _market_outcomes(units) -> list[tuple[str, str, str, str, str]]:

@@ -14,7 +14,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from locpipe.daemon.journal import Journal, pid_alive
+from locpipe.core.locks import pid_alive
+from locpipe.daemon.journal import Journal
 
 #: a daemon on another host is shown as alive while its heartbeat is younger than this
 LEASE = 120.0

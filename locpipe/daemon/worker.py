@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from locpipe.core.pipeline import EpisodeReport, RunSettings
+from locpipe.core.reports import EpisodeReport
+from locpipe.core.settings import RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ def _child_main(path: Path, settings: RunSettings, conn, parent_pid: int, loggin
     _setup_logging(logging_cfg)
     from locpipe.core.logs import log_context
     from locpipe.core.pipeline import run_episode
+    from locpipe.core.resources import Resources
 
     def progress(episode: str, market: str, stage: str, status: str) -> None:
         conn.send(("event", (episode, market, stage, status)))
@@ -178,7 +180,7 @@ def _child_main(path: Path, settings: RunSettings, conn, parent_pid: int, loggin
             # SystemExit passes the pipeline's `except Exception` and runs the normal exit path
             raise SystemExit(CHECKPOINT_EXIT)
 
-    report = run_episode(path, settings, progress)
+    report = run_episode(path, settings, progress, Resources())
     conn.send(("report", report))
     conn.close()
 

@@ -22,6 +22,7 @@ import logging
 
 from celery import Celery, chain, group
 
+from locpipe.core.resources import Resources
 from locpipe.farm import phases
 from locpipe.farm.phases import Outcome
 from locpipe.farm.settings import FarmSettings
@@ -85,6 +86,9 @@ def make_app(settings: FarmSettings) -> Celery:
     """A Celery app for these settings with the farm's tasks registered."""
     app = Celery("locpipe", set_as_current=False)
     app.conf.update(celery_config(settings))
+    # each pool process gets its own copy (made before the fork, empty) and fills it on first use,
+    # so a pool process that runs several units loads each model once
+    resources = Resources()
 
     def finish(task, outcome: Outcome) -> str:
         if outcome.kind in ("retry", "busy"):
@@ -96,15 +100,15 @@ def make_app(settings: FarmSettings) -> Celery:
 
     @app.task(name=TASK_ASR, bind=True, max_retries=None)
     def asr(self, episode: dict) -> str:
-        return finish(self, phases.asr_phase(settings, EpisodeSpec.model_validate(episode)))
+        return finish(self, phases.asr_phase(settings, EpisodeSpec.model_validate(episode), resources))
 
     @app.task(name=TASK_TTS, bind=True, max_retries=None)
     def tts(self, unit: dict) -> str:
-        return finish(self, phases.tts_phase(settings, UnitSpec.model_validate(unit)))
+        return finish(self, phases.tts_phase(settings, UnitSpec.model_validate(unit), resources))
 
     @app.task(name=TASK_RENDER, bind=True, max_retries=None)
     def render(self, unit: dict) -> str:
-        return finish(self, phases.render_phase(settings, UnitSpec.model_validate(unit)))
+        return finish(self, phases.render_phase(settings, UnitSpec.model_validate(unit), resources))
 
     @app.task(name=TASK_DRILL, bind=True, max_retries=None)
     def drill(self, spec: dict) -> str:

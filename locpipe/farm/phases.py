@@ -29,7 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from locpipe.core.context import describe
 from locpipe.core.logs import log_context
+from locpipe.core.names import distributor_folder
+from locpipe.core.resources import Resources
 from locpipe.core.store import atomic_write_text
 from locpipe.farm.settings import FarmSettings
 from locpipe.farm.state import Busy, FarmState, UnitRecord, is_complete, source_stat, worker_name
@@ -50,12 +53,6 @@ class Outcome:
     kind: str
     countdown: float = 0.0
     message: str = ""
-
-
-def describe(exc: BaseException) -> str:
-    from locpipe.errors import LocpipeError
-
-    return str(exc) if isinstance(exc, LocpipeError) else f"{type(exc).__name__}: {exc}"
 
 
 # --------------------------------------------------------------------------- the protocol
@@ -133,7 +130,7 @@ def _new_record(spec: UnitSpec) -> Callable[[], UnitRecord]:
 # --------------------------------------------------------------------------- phases
 
 
-def asr_phase(settings: FarmSettings, episode: EpisodeSpec) -> Outcome:
+def asr_phase(settings: FarmSettings, episode: EpisodeSpec, resources: Resources | None = None) -> Outcome:
     """Ingest, burned-in subtitle OCR and transcription, once for all of the episode's markets."""
     if not episode.units:
         return Outcome("noop")
@@ -141,10 +138,10 @@ def asr_phase(settings: FarmSettings, episode: EpisodeSpec) -> Outcome:
     state = FarmState(first.out_dir)
 
     def work(rec: UnitRecord, _attempt: int) -> str | None:
-        from locpipe.core.pipeline import EpisodeJob
+        from locpipe.core.pipeline import transcribe_episode
 
         with log_context(episode=episode.episode, stage="asr"):
-            EpisodeJob(Path(episode.source), run_settings(first, with_market=False)).transcript()
+            transcribe_episode(Path(episode.source), run_settings(first, with_market=False), resources)
         rec.status, rec.phase = "ok", "asr"  # the transcript is in the stage cache for every market
         return None
 
@@ -167,20 +164,20 @@ def asr_phase(settings: FarmSettings, episode: EpisodeSpec) -> Outcome:
                      unit=episode.model_dump(mode="json"))
 
 
-def tts_phase(settings: FarmSettings, spec: UnitSpec) -> Outcome:
+def tts_phase(settings: FarmSettings, spec: UnitSpec, resources: Resources | None = None) -> Outcome:
     """Translate, segment, synthesize and mix one market: the pipeline up to its render stage."""
     state = FarmState(spec.out_dir)
 
     def work(_rec: UnitRecord, _attempt: int) -> str | None:
         from locpipe.core.pipeline import run_episode
 
-        report = run_episode(Path(spec.source), run_settings(spec, stop_before="render"))
+        report = run_episode(Path(spec.source), run_settings(spec, stop_before="render"), resources=resources)
         return _unit_error(report, done="stopped")
 
     return run_phase(state, settings, spec.unit_id, "tts", _new_record(spec), work, unit=spec.model_dump(mode="json"))
 
 
-def render_phase(settings: FarmSettings, spec: UnitSpec) -> Outcome:
+def render_phase(settings: FarmSettings, spec: UnitSpec, resources: Resources | None = None) -> Outcome:
     """Render, QC and export one market, then commit the unit and merge the manifest."""
     state = FarmState(spec.out_dir)
     committed: list = []
@@ -191,9 +188,12 @@ def render_phase(settings: FarmSettings, spec: UnitSpec) -> Outcome:
         from locpipe.core.pipeline import run_episode
 
         run = run_settings(spec)
-        remove_stale_temporaries(Path(spec.out_dir) / spec.market, spec.episode, run.markets[0].config.language)
+        folder = Path(spec.out_dir) / spec.market
+        if spec.distributor_folder:
+            folder = folder / distributor_folder(spec.distributor)
+        remove_stale_temporaries(folder, spec.episode, run.markets[0].config.language)
         stat = source_stat(spec.source)
-        report = run_episode(Path(spec.source), run)
+        report = run_episode(Path(spec.source), run, resources=resources)
         error = _unit_error(report)
         unit = report.units[0] if report.units else None
         if unit is not None:

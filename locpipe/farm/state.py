@@ -20,18 +20,19 @@ rebuild from the records repairs anything a broken lock manager lost).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from locpipe.core.locks import Busy as _Busy
+from locpipe.core.locks import file_lock
 from locpipe.core.store import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,8 @@ log = logging.getLogger(__name__)
 FARM_DIR = ".locpipe-farm"
 
 
-class Busy(Exception):
-    """Another live worker holds the unit's lock (a duplicate delivery of the same unit)."""
+# a unit's lock is held by another worker (re-exported: the farm's callers catch it from here)
+Busy = _Busy
 
 
 class UnitRecord(BaseModel):
@@ -75,7 +76,7 @@ class UnitRecord(BaseModel):
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def worker_name() -> str:
@@ -144,19 +145,8 @@ class FarmState:
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
         """Exclusive, non-blocking: raises ``Busy`` if a live worker holds it."""
-        path = self.root / "locks" / f"{name}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise Busy(name) from None
-            os.ftruncate(fd, 0)
-            os.write(fd, worker_name().encode())
+        with file_lock(self.root / "locks" / f"{name}.lock", blocking=False, owner=worker_name()):
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def dead_letter(self, rec: UnitRecord, phase: str, error: str, unit: dict) -> Path:
         """Write ``dead/<unit>.json``: what failed, where, how often; people retry from it."""
@@ -189,49 +179,25 @@ class FarmState:
 
     # ------------------------------------------------------------------ manifest
 
-    @contextmanager
-    def manifest_lock(self) -> Iterator[None]:
-        """A blocking lock for merging ``manifest.json``.
-
-        A lock file (works over NFS: opened for writing) plus, where the filesystem allows, a
-        flock on OUT itself, which is the lock ``locpipe watch`` daemons take for the same file.
-        """
-        path = self.root / "manifest.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
-        dir_fd = None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                dir_fd = os.open(self.out_dir, os.O_RDONLY)
-                fcntl.flock(dir_fd, fcntl.LOCK_EX)
-            except OSError:
-                pass
-            yield
-        finally:
-            if dir_fd is not None:
-                os.close(dir_fd)
-            os.close(fd)
-
     def merge_manifest(self, settings, only: list[UnitRecord] | None = None) -> Path:
         """Fold finished units' records into ``OUT/manifest.json`` (keyed by episode and market).
 
         ``only``: just these records (what a worker does after each commit: cost independent
         of the series size); None: every record (``locpipe farm status --rebuild-manifest``).
+        ``write_manifest`` merges under the manifest lock of OUT, shared with ``run`` and ``watch``.
         """
         import time
 
-        from locpipe.core.batch import write_manifest
-        from locpipe.core.pipeline import EpisodeReport, UnitReport
+        from locpipe.core.manifest import write_manifest
+        from locpipe.core.reports import EpisodeReport, UnitReport
 
-        with self.manifest_lock():
-            episodes: dict[str, EpisodeReport] = {}
-            for rec in self.records() if only is None else only:
-                if rec.report is None or rec.status not in ("ok", "failed"):
-                    continue
-                info = rec.episode_info or {}
-                ep = episodes.setdefault(rec.episode, EpisodeReport(
-                    episode=rec.episode, source=rec.source, sha256=info.get("sha256", ""),
-                    duration=info.get("duration", 0.0), shared_stages=info.get("shared_stages", [])))
-                ep.units.append(UnitReport(**rec.report))
-            return write_manifest(self.out_dir, list(episodes.values()), settings, time.perf_counter())
+        episodes: dict[str, EpisodeReport] = {}
+        for rec in self.records() if only is None else only:
+            if rec.report is None or rec.status not in ("ok", "failed"):
+                continue
+            info = rec.episode_info or {}
+            ep = episodes.setdefault(rec.episode, EpisodeReport(
+                episode=rec.episode, source=rec.source, sha256=info.get("sha256", ""),
+                duration=info.get("duration", 0.0), shared_stages=info.get("shared_stages", [])))
+            ep.units.append(UnitReport(**rec.report))
+        return write_manifest(self.out_dir, list(episodes.values()), settings, time.perf_counter())

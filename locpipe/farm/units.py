@@ -10,6 +10,7 @@ workers on other machines see the same shared paths, not the submitter's memory.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -18,7 +19,11 @@ from locpipe.errors import ConfigError
 
 
 class UnitSpec(BaseModel):
-    """One (episode, market) export for one distributor under one market configuration."""
+    """One (episode, market, distributor) export under one market configuration.
+
+    ``out_dir`` is where the farm keeps its state (OUT/.locpipe-farm) and the manifest;
+    exports go to ``export_dir`` or, when that is None, ``out_dir`` (OUT/<market>/...).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -36,6 +41,10 @@ class UnitSpec(BaseModel):
     asr_model: str | None = None
     bible: str | None = None
     tm: str | None = None
+    ledger: str | None = None
+    #: the series goes to several distributors: this unit's export goes to
+    #: OUT/<market>/<distributor>/ (one full export each, the layout of ``locpipe run``'s A/B copies)
+    distributor_folder: bool = False
 
 
 class EpisodeSpec(BaseModel):
@@ -72,44 +81,92 @@ def unit_id(episode: str, market: str, distributor: str, cfg_hash: str) -> str:
 
 
 def plan_units(inputs: list[Path], market_codes: list[str], *, out_dir: Path, work_dir: Path, config_dir: Path,
-               distributor: str = "internal", ocr: bool = True, asr_backend: str = "faster-whisper",
-               asr_model: str | None = None, bible: Path | None = None, tm: Path | None = None) -> list[EpisodeSpec]:
-    """Every episode x market of the inputs, validated (markets load, names unique) before anything is queued."""
-    from locpipe.config import config_hash, load_markets
-    from locpipe.core.batch import discover_episodes
-    from locpipe.core.pipeline import episode_name
+               distributor: str | Sequence[str] = "internal", ocr: bool = True, asr_backend: str = "faster-whisper",
+               asr_model: str | None = None, bible: Path | None = None, tm: Path | None = None,
+               ledger: Path | None = None) -> list[EpisodeSpec]:
+    """``plan_series`` from keyword options (scripts, tests): the markets load and the settings are
+    built the way ``farm submit`` builds them. ``distributor`` is one id or a sequence of ids."""
+    from locpipe.cli.options import build_settings
+    from locpipe.config import load_markets
 
-    markets = load_markets(config_dir, market_codes)
+    names = (distributor,) if isinstance(distributor, str) else tuple(distributor)
+    settings = build_settings(out_dir=out_dir.resolve(), work_dir=work_dir.resolve(),
+                              markets=load_markets(config_dir, market_codes), distributors=names,
+                              asr_backend=asr_backend, asr_model=asr_model, ocr=ocr, bible=_resolved(bible),
+                              tm=_resolved(tm), ledger=_resolved(ledger), config_dir=config_dir.resolve())
+    return plan_series(inputs, settings)
+
+
+def plan_series(inputs: list[Path], settings) -> list[EpisodeSpec]:
+    """Every episode x market x distributor of the inputs under ``settings`` (a RunSettings),
+    validated (names unique) before anything is queued.
+
+    The farm renders one full export per distributor (no A/B encode: each unit is rendered
+    on its own node), so several distributors make one unit each; their exports go to
+    OUT/<market>/<distributor>/, as ``locpipe run`` puts its A/B copies.
+    """
+    from locpipe.cli.options import check_unique_names
+    from locpipe.core.batch import discover_episodes
+    from locpipe.core.names import episode_name
+
     episodes = discover_episodes(inputs)
-    seen: dict[str, Path] = {}
+    check_unique_names(episodes, episode_name)
+    names = settings.distributors or (settings.distributor,)
     plans = []
     for path in episodes:
-        name = episode_name(path)
-        if name in seen:
-            raise ConfigError(path, "", f"exports as {name!r}, like {seen[name]}: rename one of them")
-        seen[name] = path
-        source = str(path.resolve())
-        units = tuple(
-            UnitSpec(unit_id=unit_id(name, m.code, distributor, config_hash(m.config, m.profile)), episode=name,
-                     source=source, market=m.code, distributor=distributor,
-                     config_hash=config_hash(m.config, m.profile), out_dir=str(out_dir.resolve()),
-                     work_dir=str(work_dir.resolve()), config_dir=str(config_dir.resolve()), ocr=ocr,
-                     asr_backend=asr_backend, asr_model=asr_model,
-                     bible=str(bible.resolve()) if bible else None, tm=str(tm.resolve()) if tm else None)
-            for m in markets)
+        name, source = episode_name(path), str(path.resolve())
+        units = tuple(_unit(name, source, market, d, settings, several=len(names) > 1)
+                      for market in settings.markets for d in names)
         plans.append(EpisodeSpec(episode=name, source=source, units=units))
     return plans
 
 
+def _unit(episode: str, source: str, market, distributor: str, settings, *, several: bool) -> UnitSpec:
+    from locpipe.config import config_hash
+
+    cfg_hash = config_hash(market.config, market.profile)
+    out = Path(settings.out_dir)
+    return UnitSpec(unit_id=unit_id(episode, market.code, distributor, cfg_hash), episode=episode, source=source,
+                    market=market.code, distributor=distributor, config_hash=cfg_hash, out_dir=str(out),
+                    distributor_folder=several,
+                    work_dir=str(settings.work_dir), config_dir=str(settings.config_dir), ocr=settings.ocr,
+                    asr_backend=settings.asr_backend, asr_model=settings.asr.model, bible=_str(settings.bible_path),
+                    tm=_str(settings.tm_path), ledger=_str(settings.ledger_path))
+
+
+def _resolved(path: Path | None) -> Path | None:
+    return Path(path).resolve() if path else None
+
+
+def _str(path: Path | None) -> str | None:
+    return str(path) if path else None
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _worker_logging() -> tuple[str, str]:
+    """This worker's log level and format (set by its ``locpipe --log-level ... farm worker``):
+    a unit's settings carry them, so whatever the pipeline starts logs like the worker."""
+    import logging
+
+    from locpipe.core.logs import JsonFormatter
+
+    root = logging.getLogger()
+    fmt = "json" if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers) else "text"
+    return logging.getLevelName(root.getEffectiveLevel()), fmt
+
+
 def run_settings(spec: UnitSpec, *, with_market: bool = True, stop_before: str | None = None):
-    """The pipeline's RunSettings for a unit, from this worker's view of the shared config.
+    """The pipeline's RunSettings for a unit, from this worker's view of the shared config,
+    built by the same mapping as the CLI's (``locpipe.cli.options.build_settings``).
 
     A worker whose market config differs from the submitter's would export something other
     than what was asked for under the same unit id: that is refused, naming both hashes.
     """
-    from locpipe.backends.asr.base import ASROptions
+    from locpipe.cli.options import build_settings
     from locpipe.config import config_hash, load_market
-    from locpipe.core.pipeline import RunSettings
 
     config_dir = Path(spec.config_dir)
     markets: tuple = ()
@@ -121,9 +178,11 @@ def run_settings(spec: UnitSpec, *, with_market: bool = True, stop_before: str |
                                                  f"{spec.config_hash} when submitted: workers and submitter must "
                                                  "share one config tree")
         markets = (market,)
+    level, fmt = _worker_logging()
     # ASR options are part of the transcript's cache key: every worker of a unit uses the same
-    return RunSettings(out_dir=Path(spec.out_dir), work_dir=Path(spec.work_dir), markets=markets,
-                       distributor=spec.distributor, asr_backend=spec.asr_backend,
-                       asr=ASROptions(model=spec.asr_model), ocr=spec.ocr,
-                       bible_path=Path(spec.bible) if spec.bible else None, config_dir=config_dir,
-                       tm_path=Path(spec.tm) if spec.tm else None, stop_before=stop_before)
+    return build_settings(out_dir=Path(spec.out_dir), work_dir=Path(spec.work_dir),
+                          distributor_folder=spec.distributor_folder, markets=markets, distributors=(spec.distributor,),
+                          asr_backend=spec.asr_backend, asr_model=spec.asr_model, ocr=spec.ocr,
+                          bible=_optional_path(spec.bible),
+                          tm=_optional_path(spec.tm), ledger=_optional_path(spec.ledger), config_dir=config_dir,
+                          log_level=level, log_format=fmt, stop_before=stop_before)

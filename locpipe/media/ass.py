@@ -17,12 +17,12 @@ import logging
 import math
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
 
 import pysubs2
 
 from locpipe.artifacts import SubtitleTrack
 from locpipe.config import RenderProfile, SubtitleStyle
+from locpipe.media.subtitles import write_ass  # noqa: F401  (written with the sidecars; renderers import it here)
 
 log = logging.getLogger(__name__)
 
@@ -275,9 +275,3 @@ def build_ass(track: SubtitleTrack, style: SubtitleStyle, profile: RenderProfile
 
 def _ms(seconds: float) -> int:
     return max(0, round(seconds * 1000))
-
-
-def write_ass(subs: pysubs2.SSAFile, path: Path) -> Path:
-    """Write UTF-8 with a BOM-less header; the caller's directory is the export's own."""
-    path.write_text(subs.to_string("ass"), encoding="utf-8")
-    return path

@@ -1,5 +1,8 @@
 """Probe a media file with PyAV (libav's own demuxers; the imageio ffmpeg has no ffprobe).
 
+The source is probed once, at ingest: every stream fact a later stage needs (audio present,
+colour matrix tag, rotation, ...) goes into ``MediaInfo`` rather than being read again.
+
 Turns every way a file can be unusable into an ``InputError`` that names the file and
 says what is wrong, so the batch report tells the operator what to fix.
 """
@@ -52,6 +55,7 @@ def probe(path: Path, *, require_audio: bool = True) -> MediaInfo:
             raise InputError(path, "duration is zero or unknown (truncated file?)")
         if require_audio and not audios:
             raise InputError(path, "has no audio stream (a dialogue track is needed to transcribe and dub)")
+        matrix = matrix_tag(v.codec_context.colorspace)  # the header's tag, before decoding
         first = _first_frame(container, v, path)
         width, height = v.codec_context.width, v.codec_context.height
         sar = float(v.sample_aspect_ratio) if v.sample_aspect_ratio else 1.0
@@ -78,7 +82,27 @@ def probe(path: Path, *, require_audio: bool = True) -> MediaInfo:
             audio_codec=a.codec_context.name if a else "",
             audio_channels=a.codec_context.channels if a else 0,
             sample_rate=a.codec_context.sample_rate if a else 0,
+            color_matrix=matrix,
         )
+
+
+def matrix_tag(colorspace) -> int | None:
+    """A stream's YCbCr matrix tag as an AVColorSpace code; None when unspecified (code 2) or
+    not a code at all (an untagged file is read as such, never as an error)."""
+    try:
+        code = int(colorspace or 2)
+    except (TypeError, ValueError):
+        return None
+    return None if code == 2 else code
+
+
+def has_audio_stream(path: Path) -> bool:
+    """Whether ``path`` has any audio stream (a header read, no decoding), for callers that
+    hold a file but no MediaInfo; with one, read ``MediaInfo.has_audio`` instead."""
+    import av
+
+    with av.open(str(path)) as container:
+        return any(s.type == "audio" for s in container.streams)
 
 
 def _sniff(path: Path) -> str:

@@ -2,7 +2,7 @@
 
 Without a dub the original track is only loudness-normalized. With a dub, the dub goes over
 the original's accompaniment (music and effects) when the separate stage split the original
-into vocals and accompaniment (method "separated", :mod:`locpipe.separation`): the original
+into vocals and accompaniment (method "separated", :mod:`locpipe.backends.separation`): the original
 dialogue is gone, the music keeps its full level. When separation is unavailable (or the
 market sets ``dub.background: duck``) the original is ducked under the dub by a sidechain
 compressor keyed by the dub (method "duck"), and the result says why, for QC. Either way the
@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from locpipe.artifacts import DubTrack, MixResult
+from locpipe.artifacts import DubTrack, MediaInfo, MixResult
 from locpipe.config import LoudnessTarget, Market
 from locpipe.errors import StageError
 from locpipe.media.ffmpeg import Loudness, measure_loudness, run_ffmpeg
+from locpipe.media.probe import has_audio_stream
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +164,12 @@ def normalization_type(loudnorm_stderr: str) -> str:
 # --------------------------------------------------------------------------- I/O
 
 
-def _has_audio(path: Path) -> bool:
-    import av
-
-    with av.open(str(path)) as container:
-        return any(s.type == "audio" for s in container.streams)
+def _source_facts(source: MediaInfo | Path) -> tuple[Path, bool]:
+    """The source file and whether it has audio: from ingest's MediaInfo (nothing is read),
+    else, for a caller holding only a path, from the file's header."""
+    if isinstance(source, MediaInfo):
+        return Path(source.path), source.has_audio
+    return Path(source), has_audio_stream(Path(source))
 
 
 def _read_wav_mono(path: Path) -> tuple[np.ndarray, int]:
@@ -180,18 +182,18 @@ def _read_wav_mono(path: Path) -> tuple[np.ndarray, int]:
     return (data[::channels].astype(np.float32) / 32768.0), rate
 
 
-def _source_args(source_video: Path, duration: float) -> list[str]:
+def _source_args(source_video: Path, has_audio: bool, duration: float) -> list[str]:
     """Input arguments for the original audio; a file without audio becomes digital silence."""
-    if _has_audio(source_video):
+    if has_audio:
         return ["-i", str(source_video)]
     log.warning("%s has no audio stream; the original is treated as silence", source_video.name)
     return ["-f", "lavfi", "-t", f"{duration:.6f}", "-i", f"anullsrc=r={SAMPLE_RATE}:cl=stereo"]
 
 
-def _render_premix(source_video: Path, dub_wav: Path | None, duck_db: float, samples: int, duration: float,
-                   dst: Path, accompaniment: Path | None = None) -> None:
+def _render_premix(source_video: Path, has_audio: bool, dub_wav: Path | None, duck_db: float, samples: int,
+                   duration: float, dst: Path, accompaniment: Path | None = None) -> None:
     """Original (or its accompaniment) under the dub when there is one, as 48 kHz float stereo, before loudness."""
-    src = _source_args(source_video, duration)
+    src = _source_args(source_video, has_audio, duration)
     if dub_wav is None:
         graph, inputs = conform("0:a:0", "out", samples), src
     else:
@@ -252,12 +254,14 @@ def normalize_loudness(src: Path, dst: Path, target: LoudnessTarget, samples: in
     return result
 
 
-def mix_audio(source_video: Path, dub: DubTrack | None, dub_dir: Path | None, market: Market, duration: float,
+def mix_audio(source: MediaInfo | Path, dub: DubTrack | None, dub_dir: Path | None, market: Market, duration: float,
               out_dir: Path, *, accompaniment: Path | None = None, background_note: str = "") -> MixResult:
     """Programme audio for ``market``: ``mix.wav``, 48 kHz stereo, exactly ``duration`` seconds.
 
     ``accompaniment``: the original's separated music and effects; the dub is mixed over it
     instead of over the ducked original. ``background_note`` says why there is none (for QC).
+    ``source``: the episode as ingest probed it (its ``has_audio`` is used, the file is not
+    probed again), or a bare file path (its header is read for an audio stream).
     """
     if accompaniment is not None and not accompaniment.exists():
         raise StageError("mix", f"separated accompaniment missing: {accompaniment}")
@@ -276,9 +280,10 @@ def mix_audio(source_video: Path, dub: DubTrack | None, dub_dir: Path | None, ma
     method = "separated" if separated else "duck" if dub_wav else "original"
     result = MixResult(method=method, measured_lufs=-99.0, measured_true_peak=-99.0, target_lufs=target.integrated,
                        background_note=background_note if method == "duck" else "")
+    source_video, has_audio = _source_facts(source)
     premix = out_dir / ".premix.wav"
     try:
-        _render_premix(source_video, dub_wav, market.config.dub.duck_db, samples, duration, premix,
+        _render_premix(source_video, has_audio, dub_wav, market.config.dub.duck_db, samples, duration, premix,
                        accompaniment if separated else None)
         measured = normalize_loudness(premix, out_dir / result.wav, target, samples)
     finally:

@@ -12,8 +12,8 @@ from pathlib import Path
 from locpipe.artifacts import DubTrack, MediaInfo, QCCheck, QCReport, SubtitleTrack, Transcript, Translation
 from locpipe.config import Market
 from locpipe.media.ffmpeg import loudness_series, measure_loudness
-from locpipe.stages.segment import text_width
 from locpipe.media.probe import probe
+from locpipe.stages.segment import text_width
 from locpipe.stages.translate import CJK_LANGUAGES, CJK_RE, translation_checks
 
 DURATION_TOLERANCE = 0.1
@@ -50,8 +50,8 @@ def check_subtitles(track: SubtitleTrack, translation: Translation) -> list[QCCh
         1 for ev in track.events for line in ev.lines if CJK_RE.search(line))
     untranslated = sum(1 for c in translation.cues if not c.text.strip())
     return [
-        QCCheck(name="subtitle_violations", passed=not track.violations, value=len(track.violations),
-                target="0", detail="; ".join(f"#{v['event']}: {', '.join(v['problems'])}" for v in track.violations[:5])),
+        QCCheck(name="subtitle_violations", passed=not track.violations, value=len(track.violations), target="0",
+                detail="; ".join(f"#{v['event']}: {', '.join(v['problems'])}" for v in track.violations[:5])),
         QCCheck(name="cjk_leaks", passed=leaks == 0, value=leaks, target="0"),
         QCCheck(name="untranslated_lines", passed=untranslated == 0, value=untranslated, target="0",
                 detail=f"backend {translation.backend}"),
@@ -126,3 +126,66 @@ def chart_series(track: SubtitleTrack, dub: DubTrack | None, loudness: list[floa
     if dub is not None:
         series["dub_stretch"] = [ln.stretch for ln in dub.lines if ln.outcome != "skipped"]
     return series
+
+
+# --------------------------------------------------------------------------- checks from outside the export
+
+
+def with_checks(report: QCReport, checks: list[QCCheck | None]) -> QCReport:
+    """``report`` with ``checks`` added (None entries skipped); ``passed`` follows every check."""
+    extra = [c for c in checks if c is not None]
+    if not extra:
+        return report
+    all_checks = [*report.checks, *extra]
+    return report.model_copy(update={"checks": all_checks, "passed": report.passed and all(c.passed for c in extra)})
+
+
+def speaker_check(labels) -> QCCheck | None:
+    """The informational speaker-label check (never fails QC): how many speakers, or why none."""
+    if labels is None:
+        return None
+    detail = "; ".join(labels.notes) or ", ".join(f"{s.label}: {s.cues} cue(s)" for s in labels.speakers)
+    return QCCheck(name="speaker_labels", passed=True, value=len(labels.speakers),
+                   target="labelled by voice" if labels.available else "unavailable", detail=detail)
+
+
+def background_check(mix) -> QCCheck | None:
+    """The informational check saying what the dub was mixed over (never fails QC).
+
+    "separated": the original's accompaniment (music and effects kept at full level);
+    "ducked": the whole original turned down under the dub, with the reason.
+    """
+    if mix.method == "original":
+        return None
+    value = "separated" if mix.method == "separated" else "ducked"
+    detail = ("dub mixed over the original's separated music and effects (Spleeter 2-stem)" if value == "separated"
+              else f"original ducked under the dub: {mix.background_note or 'no separated accompaniment'}")
+    return QCCheck(name="background", passed=True, value=value, target="separated", detail=detail)
+
+
+def forensic_check(export: Path, issued_hex: str, ab_member: int | None, spec) -> QCCheck | None:
+    """Trace the export like a leaked copy: the mark must decode to the payload the ledger
+    issued, and an A/B copy to its own distributor of the batch.
+
+    An export whose mark does not read back would be untraceable when it leaks; that fails
+    QC rather than being discovered on a pirate site.
+    """
+    if spec is None:
+        return None
+    from locpipe.watermark.trace import trace_report
+
+    traced, found = trace_report(export, spec.ledger)
+    decoded = (traced.get("payload") or {}).get("hex", "") if found else ""
+    conf = traced["confidence"]
+    passed = bool(issued_hex) and decoded == issued_hex
+    target = f"payload {issued_hex or '(none issued)'} read back"
+    detail = (f"decoded {decoded or 'nothing'}; statistic {conf['statistic']:.1f}, "
+              f"{conf['coded_bit_errors']} coded bit error(s), traced in {traced['seconds']:.1f} s")
+    if ab_member is not None:
+        ab = traced.get("ab") or {}
+        passed = passed and traced.get("distributor_determined") and ab.get("index") == ab_member
+        target += f" and A/B member {ab_member} determined"
+        detail += (f"; A/B member {ab.get('index')} (score {ab.get('score')}, threshold {ab.get('threshold')}, "
+                   f"null max {ab.get('null_max')})")
+    return QCCheck(name="forensic_watermark", passed=bool(passed), value=round(conf["statistic"], 1),
+                   target=target, detail=detail)

@@ -14,10 +14,9 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-import pysrt
-
 from locpipe.artifacts import SubtitleEvent, SubtitleTrack, Translation
 from locpipe.config import SubtitleRules
+from locpipe.media.subtitles import write_srt, write_vtt
 
 
 @dataclass(frozen=True)
@@ -273,36 +272,6 @@ def violations(events: list[SubtitleEvent], rules: LanguageRules, language: str)
         if problems:
             out.append({"event": i, "start": ev.start, "text": text, "problems": problems})
     return out
-
-
-# --------------------------------------------------------------------------- writers
-
-
-def _vtt_time(t: float) -> str:
-    ms = int(round(t * 1000))
-    h, rem = divmod(ms, 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, ms = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
-
-
-def write_srt(events: list[SubtitleEvent], path: Path) -> None:
-    """SRT through pysrt (text is written literally: no tag interpretation)."""
-    subs = pysrt.SubRipFile()
-    for i, ev in enumerate(events, start=1):
-        subs.append(pysrt.SubRipItem(index=i, start=pysrt.SubRipTime.from_ordinal(int(round(ev.start * 1000))),
-                                     end=pysrt.SubRipTime.from_ordinal(int(round(ev.end * 1000))),
-                                     text="\n".join(ev.lines)))
-    subs.save(str(path), encoding="utf-8")
-
-
-def write_vtt(events: list[SubtitleEvent], path: Path) -> None:
-    """WebVTT; ``<``/``>``/``&`` are escaped because VTT cue text is markup."""
-    parts = ["WEBVTT", ""]
-    for ev in events:
-        text = "\n".join(ln.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for ln in ev.lines)
-        parts += [f"{_vtt_time(ev.start)} --> {_vtt_time(ev.end)}", text, ""]
-    path.write_text("\n".join(parts), encoding="utf-8")
 
 
 def build_track(translation: Translation, rules: LanguageRules, *, duration: float, fps: float,

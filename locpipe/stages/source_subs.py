@@ -37,20 +37,19 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
 
 from locpipe.artifacts import MediaInfo, OnScreenText, SourceSubtitles
-from locpipe.errors import BackendUnavailable
+from locpipe.backends.ocr.rapidocr import BACKEND, MODEL, Line, SubtitleOCR
+from locpipe.media import frames
+from locpipe.media.frames import Sample, iter_samples
 from locpipe.metrics import edit_distance
 
 log = logging.getLogger(__name__)
 
-BACKEND = "rapidocr-onnxruntime"
-MODEL = "PP-OCRv4 det + rec (ch)"
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
@@ -81,26 +80,6 @@ class SourceSubsOptions(BaseModel):
 
 
 # --------------------------------------------------------------------------- pure parts
-
-
-@dataclass(frozen=True)
-class Line:
-    """One recognized text line in work coordinates (pixels of the scaled picture)."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-    text: str
-    score: float
-
-    @property
-    def cy(self) -> float:
-        return (self.y0 + self.y1) / 2
-
-    @property
-    def height(self) -> float:
-        return self.y1 - self.y0
 
 
 @dataclass(frozen=True)
@@ -261,134 +240,13 @@ def display_size(info: MediaInfo) -> tuple[int, int]:
     return info.width, info.height
 
 
-# --------------------------------------------------------------------------- OCR
-
-
-class SubtitleOCR:
-    """RapidOCR (PP-OCRv4 ONNX models shipped in the wheel), on work-scale luma images.
-
-    Luma only: burned subtitles are drawn for contrast (fill plus outline or shadow), and
-    skipping colour conversion keeps decoding cheap at any resolution.
-    """
-
-    def __init__(self, threads: int = 2):
-        try:
-            from rapidocr_onnxruntime import RapidOCR
-        except ImportError as exc:
-            raise BackendUnavailable(
-                f"source subtitle OCR needs rapidocr-onnxruntime (pip install rapidocr-onnxruntime): {exc}") from None
-        # limit_type=max: never upscale the (already work-scale) picture before detection
-        self.engine = RapidOCR(det_limit_side_len=960, det_limit_type="max", intra_op_num_threads=threads,
-                               inter_op_num_threads=1)
-        self.calls = 0
-
-    def read(self, gray: np.ndarray, *, dy: float = 0.0) -> list[Line]:
-        """Detect and recognize text lines; boxes shifted down by ``dy`` rows."""
-        self.calls += 1
-        bgr = np.repeat(gray[:, :, None], 3, axis=2)
-        result, _ = self.engine(bgr, use_cls=False)
-        lines = []
-        for box, text, score in result or []:
-            pts = np.asarray(box, dtype=float)
-            lines.append(Line(pts[:, 0].min(), pts[:, 1].min() + dy, pts[:, 0].max(), pts[:, 1].max() + dy,
-                              str(text).strip(), float(score)))
-        return lines
-
-    def centred_text(self, gray: np.ndarray, tolerance: float, line_height: float) -> bool:
-        """Detection only, at half scale: is there a centred box shaped like a subtitle line
-        (about ``line_height`` work pixels tall, wider than tall)?
-
-        A quarter of the pixels of a full read and no recognition; while the band is empty
-        and the scene moves this runs at every sample, so it must be cheap.
-        """
-        import cv2
-
-        self.calls += 1
-        small = cv2.resize(gray, (max(1, gray.shape[1] // 2), max(1, gray.shape[0] // 2)),
-                           interpolation=cv2.INTER_AREA)
-        boxes, _ = self.engine.text_det(np.repeat(small[:, :, None], 3, axis=2))
-        w = small.shape[1]
-        for box in [] if boxes is None else boxes:
-            x0, x1, y0, y1 = np.min(box[:, 0]), np.max(box[:, 0]), np.min(box[:, 1]), np.max(box[:, 1])
-            tall = (y1 - y0) * 2 / line_height
-            if abs((x0 + x1) / 2 - w / 2) <= tolerance * w and 0.5 <= tall <= 1.8 and x1 - x0 >= y1 - y0:
-                return True
-        return False
-
-
-@cache
-def shared_ocr(threads: int) -> SubtitleOCR:
-    """One engine per process (loading the models takes ~0.3 s); read-only after load."""
-    return SubtitleOCR(threads)
-
-
 # --------------------------------------------------------------------------- frames
 
-
-class Sample:
-    """One sampled frame: luma in display orientation, scaled on demand, rows at a time.
-
-    Only the rows asked for are resized, so a 4K frame costs little more than a 720p one.
-    """
-
-    def __init__(self, t: float, luma: np.ndarray, scale: float):
-        self.t, self.luma, self.scale = t, luma, scale
-        self.width = max(2, round(luma.shape[1] * scale))
-        self.height = max(2, round(luma.shape[0] * scale))
-
-    def rows(self, r0: int, r1: int) -> np.ndarray:
-        """Work-scale rows [r0, r1) (work pixels), full width."""
-        import cv2
-
-        s0 = int(r0 / self.scale)
-        s1 = min(self.luma.shape[0], max(s0 + 1, int(round(r1 / self.scale))))
-        part = self.luma[s0:s1]
-        if self.scale == 1.0:
-            return np.ascontiguousarray(part)
-        return cv2.resize(part, (self.width, r1 - r0), interpolation=cv2.INTER_AREA)
-
-
-def _luma(frame) -> np.ndarray:
-    """The frame's luma plane as uint8 (a view for 8-bit YUV, converted otherwise)."""
-    fmt = frame.format.name
-    if fmt.startswith(("yuv", "yuvj", "nv")) and "p1" not in fmt and "le" not in fmt and "be" not in fmt:
-        plane = frame.planes[0]
-        buf = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-        return buf[:, :plane.width]
-    return frame.to_ndarray(format="gray")
-
-
-def iter_samples(path: Path, *, rotation: int, fps: float, short_side: int) -> Iterator[Sample]:
-    """A Sample about every 1/fps seconds, in the display orientation (ffmpeg's autorotate).
-
-    Only reference frames are decoded and the deblocking filter is skipped: together
-    about 60 % less decoding work on a typical H.264 stream; samples land on the next
-    decodable frame, well inside the sample period, and text stays sharp enough to read.
-    """
-    import av
-
-    period = 1.0 / fps
-    k = (rotation % 360) // 90
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.codec_context.skip_frame = "NONREF"
-        stream.codec_context.options = {"skip_loop_filter": "all"}
-        w, h = stream.codec_context.width, stream.codec_context.height
-        scale = min(1.0, short_side / min(w, h))
-        next_t = 0.0
-        for frame in container.decode(stream):
-            t = frame.time
-            if t is None or t < next_t - 1e-3:
-                continue
-            while next_t <= t + 1e-3:
-                next_t += period
-            luma = _luma(frame)
-            yield Sample(t, np.rot90(luma, k) if k else luma, scale)
+# decoding and sampling (Sample, iter_samples) live in locpipe.media.frames
 
 
 def work_scale(info: MediaInfo, short_side: int) -> float:
-    return min(1.0, short_side / min(info.width, info.height))
+    return frames.work_scale(info.width, info.height, short_side)
 
 
 # --------------------------------------------------------------------------- the stage
@@ -465,7 +323,7 @@ def detect_source_subtitles(info: MediaInfo, opts: SourceSubsOptions | None = No
     established, then tracking of the band over the buffered samples and the rest.
     """
     opts = opts or SourceSubsOptions()
-    ocr = ocr or shared_ocr(opts.threads)
+    ocr = ocr or SubtitleOCR(opts.threads)
     frame = display_size(info)
     empty = SourceSubtitles(found=False, frame_width=frame[0], frame_height=frame[1], sample_fps=opts.sample_fps,
                             backend=BACKEND, model=MODEL)

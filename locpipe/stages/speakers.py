@@ -7,7 +7,7 @@ print is embedded with the speaker encoder that ships inside the ``Resemblyzer``
 lower under music); the cues are clustered (average-linkage on cosine similarity, stop
 below ``cluster_threshold``); each cluster's centroid is matched against the series'
 speaker store (voice prints per label, ``speakers.json`` in the series state folder, see
-``locpipe.voices.series_state_dir``) so a known voice gets its old label and a new voice
+``locpipe.localize.voices.series_state_dir``) so a known voice gets its old label and a new voice
 the next free one (S1, S2, ...). Cues too short to embed take the label of the nearest
 embedded cue in time.
 
@@ -21,15 +21,10 @@ update around them are thin.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import importlib.metadata
 import logging
 import re
 import time
 import uuid
-import warnings
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,13 +32,20 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from locpipe.artifacts import CueSpeaker, SpeakerLabels, SpeakerSummary, Transcript
+from locpipe.backends.speaker.resemblyzer_encoder import (
+    BACKEND,
+    SpeakersUnavailable,
+    embed_segments,
+    load_encoder,
+    model_version,
+)
+from locpipe.core.locks import beside, file_lock
 from locpipe.core.store import atomic_write_text
-from locpipe.errors import BackendUnavailable, ConfigError
+from locpipe.errors import ConfigError
+from locpipe.media.audio import SAMPLE_RATE, read_wav_16k
 
 log = logging.getLogger(__name__)
 
-BACKEND = "resemblyzer"
-SAMPLE_RATE = 16000
 STORE_FILE = "speakers.json"
 #: label of the only speaker when labels cannot be computed
 FALLBACK_LABEL = "S1"
@@ -51,10 +53,6 @@ LABEL_RE = re.compile(r"^S(\d+)$")
 #: median F0 below this is read as a male voice, above FEMALE_HZ as female (between: unknown)
 MALE_HZ = 160.0
 FEMALE_HZ = 175.0
-
-
-class SpeakersUnavailable(BackendUnavailable):
-    """The speaker-embedding model cannot run here (Resemblyzer or torch missing)."""
 
 
 @dataclass(frozen=True)
@@ -260,64 +258,9 @@ def gender_from_pitch(pitch_hz: float | None) -> str:
 # --------------------------------------------------------------------------- I/O shells
 
 
-def model_version() -> str | None:
-    """``resemblyzer==X`` when the speaker model can be imported here, else None (cheap)."""
-    try:
-        return f"{BACKEND}=={importlib.metadata.version('Resemblyzer')}"
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def load_encoder(threads: int = 0):
-    """Resemblyzer's VoiceEncoder on the CPU (weights from the wheel; ~0.1 s once imported)."""
-    try:
-        with warnings.catch_warnings():  # webrtcvad imports the deprecated pkg_resources
-            warnings.simplefilter("ignore")
-            import torch
-            from resemblyzer import VoiceEncoder
-    except Exception as exc:  # ImportError, or webrtcvad's pkg_resources gone (setuptools >= 81)
-        raise SpeakersUnavailable(f"speaker labels need Resemblyzer and torch ({type(exc).__name__}: {exc}); "
-                                  "pip install 'locpipe[speakers]'") from None
-    if threads > 0:
-        torch.set_num_threads(threads)
-    return VoiceEncoder("cpu", verbose=False)
-
-
-def read_wav_16k(path: Path) -> np.ndarray:
-    """The ingest stage's 16 kHz mono 16-bit WAV as float32 in [-1, 1]."""
-    with wave.open(str(path), "rb") as w:
-        if w.getframerate() != SAMPLE_RATE or w.getnchannels() != 1 or w.getsampwidth() != 2:
-            raise ValueError(f"{path}: expected 16 kHz mono 16-bit PCM, got {w.getframerate()} Hz, "
-                             f"{w.getnchannels()} channel(s), {8 * w.getsampwidth()}-bit")
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
-
-
-def preprocess(audio: np.ndarray) -> np.ndarray:
-    """Resemblyzer's input conditioning of 16 kHz audio: level normalized, long silences cut."""
-    from resemblyzer import preprocess_wav
-
-    return preprocess_wav(np.asarray(audio, dtype=np.float32)) if audio.size else audio
-
-
-def embed_segments(encoder, audio: np.ndarray, spans: list[tuple[float, float]]) -> list[np.ndarray | None]:
-    """One voice print per (start, end) span; None where no voice is left after VAD trimming."""
-    out: list[np.ndarray | None] = []
-    for start, end in spans:
-        wav = preprocess(audio[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)])
-        out.append(encoder.embed_utterance(wav) if wav.size >= int(0.3 * SAMPLE_RATE) else None)
-    return out
-
-
-@contextlib.contextmanager
 def locked(path: Path):
     """Exclusive lock beside ``path``: parallel episodes of one series update it in turn."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return file_lock(beside(path))
 
 
 def load_store(path: Path) -> SpeakerStore:

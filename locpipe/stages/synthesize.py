@@ -17,6 +17,7 @@ import logging
 import tempfile
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +28,9 @@ from locpipe.backends.tts.base import TTSBackend, UnspeakableText
 from locpipe.backends.tts.select import VoiceChoice
 from locpipe.config import Market
 from locpipe.errors import BackendUnavailable, StageError
+from locpipe.localize.condense import Rewrite, ShortenFn, char_budget
+from locpipe.localize.voices import VoiceStyle
 from locpipe.media.ffmpeg import run_ffmpeg
-from locpipe.stages.condense import Rewrite, ShortenFn, char_budget
-from locpipe.voices import VoiceStyle
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ def silent_dub(translation: Translation, episode_duration: float, out_dir: Path,
 
 def _speak_cue(text: str, index: int, tts: TTSBackend, voice: str, sr: int, speakers: dict[int, str] | None,
                voices: dict[str, VoiceStyle] | None, backends: dict) -> tuple[np.ndarray, str]:
-    """Voice selection for one cue: its speaker's cast voice (locpipe.voices), else the market's.
+    """Voice selection for one cue: its speaker's cast voice (locpipe.localize.voices), else the market's.
 
     Returns the audio at ``sr`` and the voice that spoke it. A cast voice that cannot speak
     here falls back to the market's voice with a warning: a casting slip never costs a line.
@@ -270,7 +271,7 @@ def _speak_cue(text: str, index: int, tts: TTSBackend, voice: str, sr: int, spea
     style = (voices or {}).get(speaker or "")
     if style is None:
         return tts.synthesize(text, voice), f"{tts.name}:{voice}"
-    from locpipe.voices import speak
+    from locpipe.localize.voices import speak
 
     backends.setdefault(tts.name, tts)
     try:
@@ -284,16 +285,18 @@ def _speak_cue(text: str, index: int, tts: TTSBackend, voice: str, sr: int, spea
 def synthesize_dub(translation: Translation, market: Market, episode_duration: float, out_dir: Path,
                    tts: TTSBackend | None, choice: VoiceChoice | None = None, *,
                    speakers: dict[int, str] | None = None, voices: dict[str, VoiceStyle] | None = None,
-                   shorten: ShortenFn | None = None) -> DubTrack:
+                   shorten: ShortenFn | None = None,
+                   make_backend: Callable[[str], TTSBackend] | None = None) -> DubTrack:
     """Speak every translated cue, fit each into its slot, write ``dub.wav`` for the whole episode.
 
     ``choice`` (from locpipe.backends.tts.select.choose_voice) names the voice and carries the
     quality label and fallback notes into the DubTrack for QC; without it the market's
     ``dub.voice`` is used with ``tts``. ``speakers`` (cue index -> speaker label) and
     ``voices`` (speaker label -> VoiceStyle) give each character its own voice; cues of
-    speakers without one use the market's voice. ``shorten`` (locpipe.stages.condense) gives
+    speakers without one use the market's voice. ``shorten`` (locpipe.localize.condense) gives
     a shorter rendering of a line that overflows its slot even at the stretch cap; the line
     is spoken again from it and re-fitted (subtitles keep the full translation).
+    ``make_backend`` gives the engines of the characters' voices (the worker's loaded ones).
     """
     if choice is not None and (choice.backend is None or tts is None):
         return silent_dub(translation, episode_duration, out_dir, choice)
@@ -303,7 +306,7 @@ def synthesize_dub(translation: Translation, market: Market, episode_duration: f
     speech: list[np.ndarray] = []
     notes: dict[int, str] = {}
     spoken_by: dict[int, str] = {}
-    backends: dict = {}
+    backends: dict = {s.backend: make_backend(s.backend) for s in (voices or {}).values()} if make_backend else {}
     synth_seconds = 0.0
     for cue in cues:
         if not cue.text.strip():

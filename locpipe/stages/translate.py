@@ -18,12 +18,20 @@ import unicodedata
 
 from locpipe.artifacts import Cue, QCCheck, Transcript, TranslatedCue, Translation
 from locpipe.backends.mt.base import TranslationBackend, TranslationRequest
-from locpipe.bible import SeriesBible
 from locpipe.errors import StageError
-from locpipe.stages.adapt import AdaptationConfig, Adapter
-from locpipe.stages.terms import (Restored, glossary_violations, insert_vocative, post_edit_names, protect, restore,
-                                  term_table, violations_per_line)
-from locpipe.tm import TranslationMemory, keys_for_lines
+from locpipe.localize.adapt import AdaptationConfig, Adapter
+from locpipe.localize.bible import SeriesBible
+from locpipe.localize.terms import (
+    Restored,
+    glossary_violations,
+    insert_vocative,
+    post_edit_names,
+    protect,
+    restore,
+    term_table,
+    violations_per_line,
+)
+from locpipe.localize.tm import TranslationMemory, keys_for_lines
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +68,9 @@ def build_translation(transcript: Transcript, texts: list[str], language: str, b
     return Translation(language=language, backend=backend_name, cues=cues, notes=notes)
 
 
-def translate_transcript(transcript: Transcript, language: str, backend: TranslationBackend, audio_16k=None) -> Translation:
+def translate_transcript(
+    transcript: Transcript, language: str, backend: TranslationBackend, audio_16k=None
+) -> Translation:
     request = TranslationRequest(cues=transcript.cues, source_lang=transcript.language, target_lang=language,
                                  audio_16k=audio_16k)
     texts = backend.translate(request) if transcript.cues else []

@@ -2,8 +2,8 @@
 
 ``forensic.forensic_graph`` gives the render its ffmpeg pieces (enabled per render profile
 with ``forensic_watermark: true``); ``detect.trace`` reads a copy back; ``ledger.Ledger``
-records who got which payload; ``keys`` finds the studio key; ``cli_trace`` is
-``locpipe trace``. The visible watermark lives in ``locpipe.stages.watermark_visible``.
+records who got which payload; ``keys`` finds the studio key; ``trace.trace_report`` is
+what ``locpipe trace`` (``locpipe.cli.trace``) prints. The visible watermark lives in ``locpipe.render.visible``.
 """
 
 from locpipe.watermark.detect import TraceResult, trace

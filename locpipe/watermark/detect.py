@@ -2,7 +2,7 @@
 
 Steps, each a small pure function except the decode:
 
-1. ``sample_luma``: decode with PyAV, keep SAMPLE_FPS frames per second, area-downscale
+1. ``sample_luma``: decode (PyAV, in locpipe.media.frames), keep SAMPLE_FPS frames per second, area-downscale
    the luma to a small fixed size (the mark lives far below that resolution).
 2. ``lock_in``: whiten the host picture (a difference-of-boxes spatial band-pass, then the
    difference of consecutive samples in time: natural video has most of its energy at low
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from locpipe.errors import InputError
+from locpipe.media.frames import small_luma
 from locpipe.watermark.ecc import conv_encode, viterbi_decode
 from locpipe.watermark.forensic import GRID_H, GRID_W, N_CODED, N_NODES, PERIOD, Carrier, carrier
 from locpipe.watermark.payload import Payload
@@ -122,42 +122,12 @@ class TraceResult:
 
 
 def sample_luma(video: Path, *, fps: float = SAMPLE_FPS) -> LumaSamples:
-    """Decode ``video`` and keep about ``fps`` luma frames per second, area-downscaled.
-
-    Only the kept frames are converted (the decode itself is the cost: threaded).
-    """
-    import av
-
-    try:
-        return _sample_luma(av, video, fps)
-    except (av.error.FFmpegError, OSError) as exc:
-        raise InputError(video, f"cannot decode the video: {exc}") from None
-
-
-def _sample_luma(av, video: Path, fps: float) -> LumaSamples:
-    times, frames = [], []
-    with av.open(str(video)) as container:
-        if not container.streams.video:
-            raise InputError(video, "no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        width, height = stream.codec_context.width, stream.codec_context.height
-        next_t: float | None = None
-        for frame in container.decode(stream):
-            t = frame.time
-            if t is None:
-                continue
-            if next_t is None:
-                next_t = t
-            if t + 1e-6 < next_t:
-                continue
-            next_t = max(next_t + 1.0 / fps, t + 0.5 / fps)
-            small = frame.reformat(width=DETECT_W, height=DETECT_H, format="gray16le", interpolation="AREA")
-            frames.append(small.to_ndarray().astype(np.float32) / 256.0)
-            times.append(t)
-    if not frames:
-        return LumaSamples(np.zeros(0), np.zeros((0, DETECT_H, DETECT_W), np.float32), width, height)
-    return LumaSamples(np.asarray(times) - times[0], np.stack(frames), width, height)
+    """Decode ``video`` and keep about ``fps`` luma frames per second, area-downscaled to
+    the detector's size (locpipe.media.frames.small_luma); times start at 0 with the first."""
+    times, frames, width, height = small_luma(video, fps=fps, width=DETECT_W, height=DETECT_H)
+    if not len(times):
+        return LumaSamples(times, frames, width, height)
+    return LumaSamples(times - times[0], frames, width, height)
 
 
 # --------------------------------------------------------------------------- pure parts

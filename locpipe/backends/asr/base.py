@@ -7,12 +7,11 @@ its own module and registers under a name; the transcription stage only sees thi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from locpipe.artifacts import Cue
-from locpipe.errors import BackendUnavailable
+from locpipe.backends.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -45,24 +44,10 @@ class ASRBackend(ABC):
         """
 
 
-ASR_BACKENDS: dict[str, Callable[[ASROptions], ASRBackend]] = {}
-
-
-def register(name: str):
-    def deco(cls):
-        cls.name = name
-        ASR_BACKENDS[name] = cls
-        return cls
-
-    return deco
+ASR: Registry[ASRBackend] = Registry("ASR", ("locpipe.backends.asr.faster_whisper_asr",
+                                             "locpipe.backends.asr.openai_whisper_asr"))
+register = ASR.register
 
 
 def get_asr_backend(name: str, options: ASROptions) -> ASRBackend:
-    # import backends for their registration side effect
-    from locpipe.backends.asr import faster_whisper_asr, openai_whisper_asr  # noqa: F401
-
-    try:
-        factory = ASR_BACKENDS[name]
-    except KeyError:
-        raise BackendUnavailable(f"unknown ASR backend {name!r}; available: {sorted(ASR_BACKENDS)}") from None
-    return factory(options)
+    return ASR.create(name, options)

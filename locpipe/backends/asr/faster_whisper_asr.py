@@ -10,12 +10,12 @@ directory, or a model name where a hub is reachable, can be configured instead.
 from __future__ import annotations
 
 import logging
+import time
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 
 import numpy as np
 
-from locpipe.artifacts import Cue
 from locpipe.backends.asr.base import ASROptions, register
 from locpipe.backends.asr.common import (  # noqa: F401  (guard_reason, confidence: re-exported)
     GUARDS_ID,
@@ -24,11 +24,12 @@ from locpipe.backends.asr.common import (  # noqa: F401  (guard_reason, confiden
     ChineseNormalizer,
     DecodedSegment,
     DecodedWord,
+    WhisperFamilyASR,
     confidence,
     guard_reason,
-    WhisperFamilyASR,
     segments_to_cues,
 )
+from locpipe.backends.registry import MODEL_LOADED
 from locpipe.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class FasterWhisperASR(WhisperFamilyASR):
             from faster_whisper import WhisperModel
 
             ref = self.model_ref
+            started = time.perf_counter()
             try:
                 self._model = WhisperModel(
                     ref,
@@ -72,6 +74,8 @@ class FasterWhisperASR(WhisperFamilyASR):
                     f"faster-whisper cannot load model {ref!r}: {exc}. Use a local CTranslate2 model "
                     "directory, or omit --model for the packaged Whisper base weights."
                 ) from None
+            log.info(MODEL_LOADED, f"faster-whisper {ref} (task={self.options.task}, {self.options.threads} threads)",
+                     time.perf_counter() - started)
         return self._model
 
     def transcribe_array(self, audio: np.ndarray, *, offset: float = 0.0, prompt: str | None = None):

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 
 import numpy as np
 
-from locpipe.artifacts import Cue
 from locpipe.backends.asr.base import ASROptions, register
 from locpipe.backends.asr.common import (
     GUARDS_ID,
@@ -34,6 +34,7 @@ from locpipe.backends.asr.common import (
     segments_to_cues,
 )
 from locpipe.backends.asr.whisper_convert import CONVERTER_VERSION, INSTALL_HINT
+from locpipe.backends.registry import MODEL_LOADED
 from locpipe.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class OpenAIWhisperASR(WhisperFamilyASR):
         if self._model is None:
             whisper = _import_whisper()
             checkpoint, heads = self._checkpoint(whisper)
+            started = time.perf_counter()
             try:
                 model = whisper.load_model(checkpoint, device=self.options.device, download_root=str(_download_root()))
             except Exception as exc:  # download, unpickling and shape errors come in many types
@@ -85,6 +87,7 @@ class OpenAIWhisperASR(WhisperFamilyASR):
                 dims = model.dims
                 model.set_alignment_heads(alignment_heads_dump(heads, dims.n_text_layer, dims.n_text_head))
             self._model = model
+            log.info(MODEL_LOADED, f"openai-whisper {checkpoint}", time.perf_counter() - started)
         return self._model
 
     def _checkpoint(self, whisper) -> tuple[str, list[list[int]] | None]:

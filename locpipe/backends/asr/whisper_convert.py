@@ -223,13 +223,9 @@ def _atomic_save(checkpoint: dict, target: Path) -> None:
     """``torch.save`` to a temporary file beside ``target``, then rename: never a partial file."""
     import torch
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from locpipe.core.store import atomic_write_with
+
+    atomic_write_with(target, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def packaged_checkpoint_path() -> Path:

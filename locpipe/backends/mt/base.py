@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from locpipe.artifacts import Cue
+from locpipe.backends.registry import Registry
 from locpipe.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class TranslationRequest:
 
 class TranslationBackend(ABC):
     name: str = ""
-    #: how bible terms are enforced (locpipe.stages.terms): "placeholder" (text in, placeholders
+    #: how bible terms are enforced (locpipe.localize.terms): "placeholder" (text in, placeholders
     #: kept), "post_edit" (speech in: the output is corrected afterwards), "context" (the bible
     #: is given to the backend, the output is checked and corrected afterwards)
     term_mode: str = "placeholder"
@@ -71,36 +72,25 @@ class TranslationBackend(ABC):
         return None
 
 
-MT_BACKENDS: dict[str, Callable[[], TranslationBackend]] = {}
-
-
-def register(name: str):
-    def deco(cls):
-        cls.name = name
-        MT_BACKENDS[name] = cls
-        return cls
-
-    return deco
-
-
-def _load_registry() -> None:
-    from locpipe.backends.mt import apertium, online, openai_chat, whisper_translate  # noqa: F401
+MT: Registry[TranslationBackend] = Registry("translation", tuple(
+    f"locpipe.backends.mt.{m}" for m in ("apertium", "online", "openai_chat", "whisper_translate")))
+register = MT.register
 
 
 def get_mt_backend(name: str) -> TranslationBackend:
-    _load_registry()
-    try:
-        return MT_BACKENDS[name]()
-    except KeyError:
-        raise BackendUnavailable(f"unknown translation backend {name!r}; available: {sorted(MT_BACKENDS)}") from None
+    return MT.create(name)
 
 
-def choose_backend(preferences: list[str], source: str, target: str) -> TranslationBackend:
-    """First preferred backend that serves (source, target) and can run here."""
+def choose_backend(preferences: list[str], source: str, target: str,
+                   make: Callable[[str], TranslationBackend] = get_mt_backend) -> TranslationBackend:
+    """First preferred backend that serves (source, target) and can run here.
+
+    ``make`` builds a backend by name (the pipeline passes the worker's ``Resources.mt``).
+    """
     reasons: list[str] = []
     base_target = target.split("-")[0].lower()
     for name in preferences:
-        backend = get_mt_backend(name)
+        backend = make(name)
         if not backend.supports(source, base_target):
             reasons.append(f"{name}: does not translate {source}->{base_target}")
             continue
@@ -125,4 +115,6 @@ def check_reachable(url: str, timeout: float = 3.0) -> None:
         with socket.create_connection((parsed.hostname, port), timeout=timeout):
             return
     except OSError as exc:
-        raise BackendUnavailable(f"cannot reach {parsed.hostname}:{port} ({exc.strerror or exc}); no network?") from None
+        raise BackendUnavailable(
+            f"cannot reach {parsed.hostname}:{port} ({exc.strerror or exc}); no network?"
+        ) from None

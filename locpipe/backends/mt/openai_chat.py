@@ -132,7 +132,7 @@ class ChatSettings:
     json_mode: bool = True
 
     @classmethod
-    def from_env(cls) -> "ChatSettings":
+    def from_env(cls) -> ChatSettings:
         return cls(url=os.environ.get("LOCPIPE_LLM_URL", "").rstrip("/"),
                    model=os.environ.get("LOCPIPE_LLM_MODEL", "default"),
                    api_key=os.environ.get("LOCPIPE_LLM_API_KEY", ""),

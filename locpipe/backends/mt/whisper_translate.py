@@ -10,8 +10,6 @@ quality is rough (base model): online or LLM backends are preferred where config
 
 from __future__ import annotations
 
-from importlib.metadata import version as pkg_version
-
 from locpipe.artifacts import Cue, Word
 from locpipe.backends.asr.base import ASROptions
 from locpipe.backends.mt.base import TranslationBackend, TranslationRequest, register

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from locpipe.backends.registry import Registry
 from locpipe.errors import BackendUnavailable, LocpipeError
-
 
 #: quality labels, best first; QC flags "low" (and "none": no voice at all)
 QUALITY_LABELS = ("natural", "accented", "low")
@@ -128,7 +128,7 @@ class TTSBackend(ABC):
         Checks the input first (every backend gets the same guarantees), then calls the
         engine. Leading/trailing silence is left in; the dub stage trims it. ``params`` are
         engine speaking parameters (Piper: length_scale, noise_scale, noise_w_scale) that
-        make one voice sound like several characters (locpipe.voices); engines without
+        make one voice sound like several characters (locpipe.localize.voices); engines without
         such parameters ignore them.
         """
         info = self.voice_info(voice)
@@ -222,39 +222,19 @@ def check_speakable(text: str, voice: VoiceInfo) -> str:
 
 # --------------------------------------------------------------------------- registry
 
-#: backend name -> class; filled by the @register decorator in each backend module
-TTS_BACKENDS: dict[str, type[TTSBackend]] = {}
-
-
-def register(name: str):
-    def deco(cls: type[TTSBackend]) -> type[TTSBackend]:
-        cls.name = name
-        TTS_BACKENDS[name] = cls
-        return cls
-
-    return deco
-
-
-def _load_registry() -> None:
-    # import backends for their registration side effect
-    from locpipe.backends.tts import piper_tts  # noqa: F401
-    from locpipe.backends.tts import coqui_tts, espeak_tts, kokoro_tts  # noqa: F401
+TTS: Registry[TTSBackend] = Registry("TTS", tuple(
+    f"locpipe.backends.tts.{m}" for m in ("piper_tts", "coqui_tts", "espeak_tts", "kokoro_tts")))
+register = TTS.register
 
 
 def backend_names() -> list[str]:
     """Names of every registered TTS backend (whether or not it can run here)."""
-    _load_registry()
-    return sorted(TTS_BACKENDS)
+    return TTS.names()
 
 
 def get_tts_backend(name: str) -> TTSBackend:
     """A new instance of the named backend (models load lazily on first synthesis)."""
-    _load_registry()
-    try:
-        cls = TTS_BACKENDS[name]
-    except KeyError:
-        raise BackendUnavailable(f"unknown TTS backend {name!r}; available: {sorted(TTS_BACKENDS)}") from None
-    return cls()
+    return TTS.create(name)
 
 
 def parse_voice_spec(spec: str) -> tuple[TTSBackend, str]:

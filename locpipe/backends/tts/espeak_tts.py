@@ -11,7 +11,6 @@ Engine: the espeak-ng library inside piper-tts, else a Debian ``espeak-ng`` bina
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from locpipe.backends.tts import espeak_lib

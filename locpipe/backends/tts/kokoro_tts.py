@@ -21,11 +21,13 @@ import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
 from locpipe.assets import cache_dir
+from locpipe.backends.registry import MODEL_LOADED
 from locpipe.backends.tts import espeak_lib
 from locpipe.backends.tts.base import TTSBackend, UnspeakableText, VoiceInfo, register
 from locpipe.errors import BackendUnavailable
@@ -170,6 +172,7 @@ class KokoroTTS(TTSBackend):
             except ImportError:
                 raise BackendUnavailable(f"TTS backend 'kokoro' needs onnxruntime: {INSTALL_HINT}") from None
             data = _package_data()
+            started = time.perf_counter()
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
@@ -178,7 +181,8 @@ class KokoroTTS(TTSBackend):
             with np.load(data / "voices_ja.npz") as npz:
                 self._packs = {k: npz[k].astype(np.float32) for k in npz.files}
             self._session = session
-            log.info("loaded Kokoro-82M int8 (%d voice packs, %d threads)", len(self._packs), self.threads)
+            log.info(MODEL_LOADED, f"Kokoro-82M int8 ({len(self._packs)} voice packs, {self.threads} threads)",
+                     time.perf_counter() - started)
 
     def _japanese_g2p(self):
         if self._g2p is None:

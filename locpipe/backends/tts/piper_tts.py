@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import numpy as np
 
 from locpipe.assets import piper_voice
+from locpipe.backends.registry import MODEL_LOADED
 from locpipe.backends.tts.base import TTSBackend, VoiceInfo, register
 from locpipe.errors import BackendUnavailable
 from locpipe.versions import dist_version
@@ -28,7 +30,7 @@ PACKAGED_VOICES: dict[str, tuple[VoiceInfo, str]] = {
     ),
 }
 
-#: Piper speaking parameters a voice style may set (locpipe.voices): speaking rate and the
+#: Piper speaking parameters a voice style may set (locpipe.localize.voices): speaking rate and the
 #: two noise scales that change how lively the voice sounds
 PIPER_PARAMS = ("length_scale", "noise_scale", "noise_w_scale")
 
@@ -70,11 +72,12 @@ class PiperTTS(TTSBackend):
         if not files.onnx.exists() or not files.config.exists():
             raise BackendUnavailable(f"Piper voice files missing: {files.onnx} / {files.config}; "
                                      f"reinstall {PACKAGED_VOICES[name][1]}")
+        started = time.perf_counter()
         voice = PiperVoice.load(files.onnx, files.config, use_cuda=False)
         expected = PACKAGED_VOICES[name][0].sample_rate
         if voice.config.sample_rate != expected:
             raise BackendUnavailable(f"Piper voice {name!r} is {voice.config.sample_rate} Hz, expected {expected} Hz")
-        log.info("loaded Piper voice %s (%d Hz)", name, voice.config.sample_rate)
+        log.info(MODEL_LOADED, f"Piper voice {name} ({voice.config.sample_rate} Hz)", time.perf_counter() - started)
         return voice
 
     def _synthesize(self, text: str, voice: VoiceInfo) -> np.ndarray:

@@ -12,8 +12,8 @@ the language the choice has no backend: the dub stage then writes no speech and 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from locpipe.backends.tts.base import TTSBackend, VoiceInfo, backend_names, get_tts_backend
 from locpipe.errors import BackendUnavailable

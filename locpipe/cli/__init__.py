@@ -1,0 +1,79 @@
+"""Command line: ``locpipe [global options] COMMAND ...``.
+
+One module per command under ``locpipe.cli`` (like celery's ``celery/bin``), each with
+``add_parser(sub)`` and ``run(args) -> int``, registered in ``COMMANDS``. This module holds
+only the global options, that table and the mapping of errors to exit codes (named in
+``locpipe.exit_codes``: 0 all units ok, 3 some units failed, 2 configuration error). The
+run options shared by ``run``, ``watch`` and ``farm submit`` are in ``locpipe.cli.options``;
+the work is in ``locpipe.core``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from types import ModuleType
+
+from locpipe import __version__
+from locpipe.errors import ConfigError, InputError, LocpipeError
+from locpipe.exit_codes import ExitCode
+
+log = logging.getLogger("locpipe")
+
+#: command name -> module under locpipe.cli; the order is the order of ``locpipe --help``
+COMMANDS: dict[str, str] = {
+    "run": "run", "transcribe": "transcribe", "qc": "qc", "watch": "watch", "status": "status",
+    "bible": "bible", "voices": "voices", "trace": "trace", "farm": "farm", "markets": "markets",
+    "models": "models",
+}
+
+
+def command_module(name: str) -> ModuleType:
+    """The module of a command; command modules import their heavy dependencies lazily."""
+    return importlib.import_module(f"locpipe.cli.{COMMANDS[name]}")
+
+
+def _add_global_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--version", action="version", version=f"locpipe {__version__}")
+    p.add_argument("--log-level", default=os.environ.get("LOCPIPE_LOG_LEVEL", "INFO"),
+                   help="DEBUG, INFO, WARNING, ERROR (default $LOCPIPE_LOG_LEVEL or INFO)")
+    p.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("LOCPIPE_LOG_FORMAT", "text"),
+                   help="json: one object per line, for log collectors (default $LOCPIPE_LOG_FORMAT or text)")
+    p.add_argument("--config-dir", help="folder with markets/ and profiles/ (default: the bundled configs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole parser: global options, then every command of ``COMMANDS``."""
+    p = argparse.ArgumentParser(prog="locpipe", description="Localize and dub Chinese micro-dramas: "
+                                                            + " | ".join(COMMANDS))
+    _add_global_options(p)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        command_module(name).add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, set up logging, run the command; errors become exit codes, not tracebacks."""
+    args = build_parser().parse_args(argv)
+    from locpipe.core.logs import setup_logging
+
+    setup_logging(args.log_level, args.log_format)
+    try:
+        return command_module(args.command).run(args)
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return ExitCode.CONFIG_ERROR
+    except InputError as exc:
+        log.error("input error: %s", exc)
+        return ExitCode.CONFIG_ERROR
+    except LocpipeError as exc:
+        log.error("%s", exc)
+        return ExitCode.INTERNAL_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""``locpipe voices SERIES_DIR``: show and edit which voice speaks each speaker of a series.
+
+    locpipe voices SERIES_DIR                          # speakers heard, their characters and voices
+    locpipe voices SERIES_DIR --set S2=林晓            # speaker S2 is the bible character 林晓
+    locpipe voices SERIES_DIR --market us --set 林晓=piper:en_US-joe-medium,pitch=1.3
+    locpipe voices SERIES_DIR --market us --set S3=piper:en_US-joe-medium
+    locpipe voices SERIES_DIR --unset S2               # S2 is no longer mapped to a character
+    locpipe voices SERIES_DIR --json
+
+The file edited is SERIES_DIR/.locpipe/voices.yaml (see locpipe.localize.voices); the next
+``locpipe run`` of any episode of the series uses it (changed voices re-synthesize only the
+dubs they affect).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from locpipe.cli import options
+from locpipe.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("voices", help="show and edit the voices per speaker/character of a series")
+    p.add_argument("series", type=Path, help="the series folder (its episodes' folder)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="S2=CHARACTER maps a speaker to a bible character; KEY=BACKEND:VOICE[,pitch=X,length_scale=Y] "
+                        "sets the voice of a speaker or character in --market")
+    p.add_argument("--unset", action="append", default=[], metavar="KEY",
+                   help="remove a speaker's character mapping (and, with --market, the voice of KEY there)")
+    p.add_argument("--market", help="market code the voice assignments apply to (e.g. us)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _bible(series: Path, config_dir: Path | None):
+    from locpipe.localize.bible import find_bible, load_bible
+
+    path = find_bible(series.resolve(), config_dir)
+    return load_bible(path) if path else None
+
+
+def apply_edits(vm, sets: list[str], unsets: list[str], market: str | None, characters: set[str] | None):
+    """The voice map with ``--set``/``--unset`` applied; ConfigError naming the bad argument."""
+    from locpipe.localize.voices import cast_key, parse_style
+
+    speakers = dict(vm.speakers)
+    markets = {k: dict(v) for k, v in vm.markets.items()}
+    for item in sets:
+        key, sep, value = (x.strip() for x in item.partition("="))
+        if not sep or not key or not value:
+            raise ConfigError("--set", item, "expected KEY=VALUE, e.g. S2=林晓 or S2=piper:en_US-joe-medium")
+        if ":" in value.split(",")[0]:  # a voice
+            if not market:
+                raise ConfigError("--set", item, "a voice is set per market: add --market CODE")
+            try:
+                style = parse_style(value)
+            except ValueError as exc:
+                raise ConfigError("--set", item, str(exc)) from None
+            target = cast_key(vm.model_copy(update={"speakers": speakers}), key)
+            markets.setdefault(market, {})[target] = style
+        else:  # a character
+            if characters is not None and value not in characters:
+                raise ConfigError("--set", item, f"{value!r} is not a character of the series bible "
+                                                 f"(characters: {', '.join(sorted(characters)) or 'none'})")
+            speakers[key] = value
+    for key in unsets:
+        speakers.pop(key, None)
+        if market:
+            markets.get(market, {}).pop(key, None)
+    return vm.model_copy(update={"speakers": speakers, "markets": markets})
+
+
+def run(args) -> int:
+    from locpipe.exit_codes import ExitCode
+    from locpipe.localize.voices import cast_key, load_voice_map, save_voice_map, series_state_dir, voices_path
+    from locpipe.stages.speakers import STORE_FILE, load_store, locked
+
+    series = args.series
+    if not series.is_dir():
+        raise ConfigError(series, "", "not a folder: pass the series folder (where its episodes are)")
+    bible = _bible(series, options.config_dir(args).resolve())
+    state = series_state_dir(series.resolve())
+    path = voices_path(state)
+    if args.set or args.unset:
+        with locked(path):
+            vm = load_voice_map(path)
+            vm = apply_edits(vm, args.set, args.unset, args.market,
+                             set(bible.characters) if bible is not None else None)
+            save_voice_map(path, vm)
+        log.info("voices saved: %s", path)
+    vm = load_voice_map(path)
+    store = load_store(state / STORE_FILE)
+    labels = sorted(set(store.speakers) | set(vm.speakers), key=lambda x: (len(x), x))
+    markets = [args.market] if args.market else sorted(vm.markets)
+    rows = []
+    for label in labels:
+        heard = store.speakers.get(label)
+        key = cast_key(vm, label)
+        rows.append({"speaker": label, "character": vm.speakers.get(label, ""),
+                     "seconds": heard.seconds if heard else 0.0, "episodes": len(heard.episodes) if heard else 0,
+                     "pitch_hz": heard.pitch_hz if heard else None,
+                     "voices": {m: (vm.markets.get(m, {}).get(key).describe() + (" (auto)" if vm.markets[m][key].auto
+                                                                                 else ""))
+                                if key in vm.markets.get(m, {}) else "" for m in markets}})
+    if args.json:
+        sys.stdout.write(json.dumps({"file": str(path), "speakers": rows, "voices": vm.model_dump(mode="json")},
+                                    indent=1, ensure_ascii=False) + "\n")
+        return ExitCode.OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"voices of {series} ({path})")
+    for col in ("speaker", "character", "heard", "pitch", *markets):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["speaker"], r["character"], f"{r['seconds']:.0f} s in {r['episodes']} ep.",
+                      f"{r['pitch_hz']:.0f} Hz" if r["pitch_hz"] else "", *[r["voices"][m] for m in markets])
+    console = Console() if Console().is_terminal else Console(width=200)
+    console.print(table)
+    return ExitCode.OK

@@ -1,0 +1,50 @@
+"""Run settings: everything a worker needs to process an episode.
+
+Built in one place for every entry point (``locpipe.cli.options.run_settings`` for
+``run``, ``watch`` and ``farm submit``; ``locpipe.farm.units.run_settings`` rebuilds it on a
+farm worker from the unit); frozen and picklable, because it crosses process bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from locpipe.backends.asr.base import ASROptions
+from locpipe.config import Market
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a worker needs to process an episode (picklable: crosses process bounds)."""
+
+    out_dir: Path
+    work_dir: Path
+    markets: tuple[Market, ...]
+    distributor: str = "internal"
+    #: two or more: every market goes to each of them, encoded once as A/B segments with
+    #: only the visible-text windows rendered per distributor (locpipe.render.ab);
+    #: outputs then go to OUT/<market>/<distributor>/ and ``distributor`` is not used
+    distributors: tuple[str, ...] = ()
+    #: this run makes one distributor's copy out of several (a farm unit): export into
+    #: OUT/<market>/<distributor>/ like the A/B copies, and name the distributor in the unit
+    distributor_folder: bool = False
+    asr_backend: str = "faster-whisper"
+    asr: ASROptions = ASROptions()
+    #: read burned-in source subtitles (text for the transcript, region for the render mask)
+    ocr: bool = True
+    #: series bible (names, terms); None: look beside the series, then configs/series/<dir>.yaml
+    bible_path: Path | None = None
+    config_dir: Path | None = None
+    #: translation memory shared across episodes (default WORK_DIR/tm.sqlite)
+    tm_path: Path | None = None
+    #: forensic watermark ledger (default $LOCPIPE_LEDGER, else WORK_DIR/forensic-ledger.sqlite)
+    ledger_path: Path | None = None
+    #: label cues by speaker (locpipe.stages.speakers) and give each its own voice (locpipe.localize.voices)
+    speakers: bool = True
+    #: end each market's work when this stage is due ("render": the farm's tts phase leaves
+    #: rendering to render nodes); the unit is then "stopped", its earlier stages cached
+    stop_before: str | None = None
+    #: logging of worker processes (``--jobs``, the daemon's child): the CLI's own level and format
+    log_level: str = "INFO"
+    log_format: str = "text"

@@ -1,1 +1,0 @@
-"""Vocals / accompaniment separation (Spleeter 2-stem weights, rebuilt without TensorFlow)."""
