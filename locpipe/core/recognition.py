@@ -8,6 +8,7 @@ beside it with the cores split between them.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -63,8 +64,10 @@ def recognize(ctx: EpisodeContext, info: MediaInfo) -> Recognition:
     with as_stage("transcribe"):  # an engine that cannot be made here fails the episode's units, not the run
         asr = ctx.resources.asr(ctx.settings.asr_backend, replace(ctx.settings.asr, threads=split_threads(ctx)[0]))
     early: list[Future] = []
-    onscreen = read_source_subs(ctx, info, lambda: early.append(start_asr(asr, audio)))
-    transcript = transcribe_episode(ctx, ing, asr, onscreen, early[0] if early else None)
+    with as_stage("source_subs"):
+        onscreen = read_source_subs(ctx, info, lambda: early.append(start_asr(asr, audio)))
+    with as_stage("transcribe"):
+        transcript = transcribe_episode(ctx, ing, asr, onscreen, early[0] if early else None)
     labels, labels_key = label_speakers(ctx, ing, transcript)
     if labels is not None:
         from locpipe.stages.speakers import apply_labels
@@ -89,7 +92,7 @@ def split_threads(ctx: EpisodeContext) -> tuple[int, int]:
 def start_asr(backend: ASRBackend, audio_16k: Path) -> Future:
     """Speech recognition of ``audio_16k`` in its own thread (ends with its one task)."""
     pool = ThreadPoolExecutor(1, thread_name_prefix="asr")
-    future = pool.submit(backend.transcribe, audio_16k)
+    future = pool.submit(contextvars.copy_context().run, backend.transcribe, audio_16k)  # keeps the log context
     pool.shutdown(wait=False)
     return future
 

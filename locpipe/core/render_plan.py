@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -24,7 +25,7 @@ from locpipe.artifacts import ABBase, RenderResult
 from locpipe.core.context import EpisodeContext, describe
 from locpipe.core.market import MarketPlan
 from locpipe.core.recognition import Recognition
-from locpipe.core.store import ArtifactStore, Stored
+from locpipe.core.store import ArtifactStore, StageRecord, Stored
 from locpipe.render import ab, encode
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def _run_shared(ctx: EpisodeContext, rec: Recognition, due: list[RenderPlan], sc
     makers: list[Callable[[], encode.Prepared]] = [
         functools.partial(_prepare_task, ctx, rec, rp, d) for rp, d in zip(due, folders)
     ]
+    started = time.perf_counter()
     try:
         tasks = encode.prepare_all(makers)
         results = encode.run_shared(rec.info, tasks, source_subs=rec.onscreen)
@@ -128,6 +130,9 @@ def _run_shared(ctx: EpisodeContext, rec: Recognition, due: list[RenderPlan], sc
         log.warning("%s: shared render of %s failed (%s); rendering each market on its own", ctx.name,
                     ", ".join(rp.code for rp in due), describe(exc))
         return {}
+    # the markets' render stages only adopt these outputs: the run's own time goes on record here
+    ctx.store.records.append(StageRecord("render_shared", "+".join(rp.code for rp in due), False,
+                                         time.perf_counter() - started))
     return {rp.code: Prerendered(folder, result) for rp, folder, result in zip(due, folders, results)}
 
 

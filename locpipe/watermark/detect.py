@@ -121,10 +121,11 @@ class TraceResult:
 # --------------------------------------------------------------------------- decode (I/O)
 
 
-def sample_luma(video: Path, *, fps: float = SAMPLE_FPS) -> LumaSamples:
+def sample_luma(video: Path, *, fps: float = SAMPLE_FPS, fast: bool = False) -> LumaSamples:
     """Decode ``video`` and keep about ``fps`` luma frames per second, area-downscaled to
-    the detector's size (locpipe.media.frames.small_luma); times start at 0 with the first."""
-    times, frames, width, height = small_luma(video, fps=fps, width=DETECT_W, height=DETECT_H)
+    the detector's size (locpipe.media.frames.small_luma, ``fast`` there); times start at 0
+    with the first."""
+    times, frames, width, height = small_luma(video, fps=fps, width=DETECT_W, height=DETECT_H, fast=fast)
     if not len(times):
         return LumaSamples(times, frames, width, height)
     return LumaSamples(times - times[0], frames, width, height)

@@ -15,8 +15,11 @@ from locpipe.errors import InputError
 log = logging.getLogger(__name__)
 
 
-def trace_report(video: Path, ledger: Path) -> tuple[dict, bool]:
-    """Trace ``video`` with the key of ``ledger`` and look the payload up: (report, found)."""
+def trace_report(video: Path, ledger: Path, *, fast: bool = False) -> tuple[dict, bool]:
+    """Trace ``video`` with the key of ``ledger`` and look the payload up: (report, found).
+
+    ``fast`` (QC of our own export): reference frames only (``locpipe.media.frames.small_luma``).
+    """
     from locpipe.watermark.detect import sample_luma, trace_samples
     from locpipe.watermark.keys import key_fingerprint, load_key
     from locpipe.watermark.ledger import Ledger
@@ -24,7 +27,7 @@ def trace_report(video: Path, ledger: Path) -> tuple[dict, bool]:
     key = load_key(ledger, create=False)
     if not video.is_file():
         raise InputError(video, "file does not exist")
-    samples = sample_luma(video)
+    samples = sample_luma(video, fast=fast)
     log.info("sampled %d frames of %s (%dx%d)", len(samples.times), video, samples.width, samples.height)
     result = trace_samples(samples, key)
     report = {"video": str(video), **result.as_dict(), "ledger": None, "ledger_path": str(ledger),
