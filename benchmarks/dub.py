@@ -40,6 +40,7 @@ from locpipe.artifacts import DubTrack, TranslatedCue, Translation
 from locpipe.backends.tts.select import choose_voice
 from locpipe.config import DEFAULT_CONFIG_DIR, DubConfig, load_market
 from locpipe.media.ffmpeg import measure_loudness
+from locpipe.media.probe import probe
 from locpipe.metrics import cer
 from locpipe.stages.mix import mix_audio
 from locpipe.stages.synthesize import synthesize_dub
@@ -182,7 +183,7 @@ def main() -> None:
             folder = Path(tmp) / label.split(" (")[0].replace(" ", "-")
             folder.mkdir()
             dub = synthesize_dub(translation, market, duration, folder, backend, choice)
-            mixed = mix_audio(source, dub, folder, market, duration, folder)
+            mixed = mix_audio(probe(source, require_audio=False), dub, folder, market, duration, folder)
             loud = measure_loudness(folder / mixed.wav)
             share, spoken, overflow, top = fit_share(dub)
             rows.append((label, choice.spec, dub.quality, share, spoken, overflow, top,

@@ -51,8 +51,9 @@ from pathlib import Path
 from locpipe.artifacts import IngestResult, MediaInfo, MixResult, SourceSubtitles, SubtitleTrack
 from locpipe.assets import font_env
 from locpipe.config import DEFAULT_CONFIG_DIR, Market, load_market
-from locpipe.media.ass import build_ass, write_ass
+from locpipe.media.ass import build_ass
 from locpipe.media.ffmpeg import escape_filter_value, run_ffmpeg
+from locpipe.media.subtitles import write_ass
 from locpipe.render import encode as render
 from locpipe.render import graph
 from locpipe.render.visible import plan_visible_watermark

@@ -15,6 +15,7 @@ import pytest
 from locpipe.cli import COMMANDS, build_parser, main, options
 from locpipe.cli.watch import watch_settings
 from locpipe.config import DEFAULT_CONFIG_DIR
+from locpipe.core.batch import check_unique_names
 from locpipe.errors import ConfigError
 from locpipe.farm.units import plan_series, plan_units
 from locpipe.farm.units import run_settings as unit_settings
@@ -91,7 +92,7 @@ def test_shard_and_unique_names(tmp_path, layout):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "ep001.mp4").write_bytes(b"x")
     with pytest.raises(ConfigError, match="exports as 'ep001'"):
-        options.check_unique_names([layout / "series" / "ep001.mp4", tmp_path / "other" / "ep001.mp4"])
+        check_unique_names([layout / "series" / "ep001.mp4", tmp_path / "other" / "ep001.mp4"])
 
 
 def test_transcribe_takes_asr_model_and_the_hidden_model_alias(tmp_path, capsys):

@@ -22,6 +22,7 @@ from locpipe.config import DEFAULT_CONFIG_DIR, Market, SubtitleStyle, load_marke
 from locpipe.media import ass
 from locpipe.media.ffmpeg import escape_filter_value, run_ffmpeg
 from locpipe.media.probe import probe
+from locpipe.media.subtitles import write_ass
 from locpipe.render import encode as render
 from locpipe.render import graph
 from locpipe.render import visible as wm
@@ -63,7 +64,7 @@ def test_escape_keeps_bidi_marks_and_rtl_lines_get_rlm():
 def test_hostile_text_stays_literal_in_the_ass_file(markets, tmp_path):
     m = markets["us"]
     doc = ass.build_ass(_track(), m.config.subtitles, m.profile)
-    path = ass.write_ass(doc, tmp_path / "x.ass")
+    path = write_ass(doc, tmp_path / "x.ass")
     dialogue = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.startswith("Dialogue:")]
     assert len(dialogue) == 2  # one line per event: nothing broke out of the Text field
     hostile = dialogue[1].split(",", 9)[9]
@@ -141,7 +142,7 @@ def test_rendered_watermark_ink_stays_inside_the_estimated_box(markets, tmp_path
     mark = wm.VisibleWatermark(text=text, size=40, opacity=1.0, box=box,
                                placements=((0.0, 1.0, wm.Box(100, 300, box.w, box.h)),))
     doc = ass.build_ass(SubtitleTrack(language="en", events=[]), m.config.subtitles, m.profile, mark.layer())
-    path = ass.write_ass(doc, tmp_path / "wm.ass")
+    path = write_ass(doc, tmp_path / "wm.ass")
     png = tmp_path / "wm.png"
     run_ffmpeg(["-f", "lavfi", "-i", "color=c=black:s=1080x1920:d=0.5", "-vf", f"ass={escape_filter_value(str(path))}",
                 "-frames:v", "1", str(png)], env=_font_env())
@@ -308,7 +309,7 @@ def test_scripts_render_with_real_fonts(tmp_path):
         margins = ass.Margins(10, 10, 100 + 110 * k)
         doc.styles[f"s{k}"] = ass.subtitle_ass_style(SubtitleStyle(font=font, bold=bold), margins, rtl="Arabic" in font)
         doc.events.append(pysubs2.SSAEvent(start=0, end=1000, style=f"s{k}", text=ass.escape_text(text)))
-    path = ass.write_ass(doc, tmp_path / "fonts.ass")
+    path = write_ass(doc, tmp_path / "fonts.ass")
     png = tmp_path / "fonts.png"
     log = run_ffmpeg(["-loglevel", "verbose", "-f", "lavfi", "-i", "color=c=0x406080:s=1080x1920:d=0.5",
                       "-vf", f"ass={escape_filter_value(str(path))}", "-frames:v", "1", str(png)], env=_font_env())

@@ -26,6 +26,7 @@ from locpipe.backends.separation.evaluate import (
     synthetic_band,
 )
 from locpipe.backends.separation.tf_checkpoint import Checkpoint, CheckpointError, parse_index
+from locpipe.media.probe import probe
 
 needs_weights = pytest.mark.skipif(not sp.is_available(), reason=f"separation unavailable: {sp.unavailable_reason()}")
 REFERENCE = Path(__file__).parent / "data" / "spleeter_tf_reference.npz"
@@ -240,14 +241,15 @@ def test_mix_uses_the_separated_accompaniment_when_given(dubbed, tmp_path):
 
     dub, folder, source, market = dubbed
     vocals, accompaniment = sp.separate(source, tmp_path / "stems")
-    result = mix_audio(source, dub, folder, market(), 6.0, tmp_path, accompaniment=accompaniment)
+    info = probe(source)
+    result = mix_audio(info, dub, folder, market(), 6.0, tmp_path, accompaniment=accompaniment)
     assert result.method == "separated" and result.background_note == ""
     assert abs(result.measured_lufs + 14.0) <= 1.0
     (tmp_path / "d").mkdir()
-    ducked = mix_audio(source, dub, folder, market(), 6.0, tmp_path / "d", background_note="why")
+    ducked = mix_audio(info, dub, folder, market(), 6.0, tmp_path / "d", background_note="why")
     assert ducked.method == "duck" and ducked.background_note == "why"
     with pytest.raises(Exception, match="accompaniment missing"):
-        mix_audio(source, dub, folder, market(), 6.0, tmp_path, accompaniment=tmp_path / "nope.wav")
+        mix_audio(info, dub, folder, market(), 6.0, tmp_path, accompaniment=tmp_path / "nope.wav")
 
 
 @needs_weights
@@ -260,7 +262,6 @@ def test_pipeline_separates_once_and_records_the_background_in_qc(dubbed, tmp_pa
     from locpipe.core.resources import Resources
     from locpipe.core.settings import RunSettings
     from locpipe.core.store import ArtifactStore, Stored
-    from locpipe.media.probe import probe
     from locpipe.stages.qc import background_check, with_checks
 
     _, _, source, market = dubbed

@@ -10,7 +10,7 @@ a ``{\\p1}`` event as a drawing, and strip a cue's leading spaces.
 from __future__ import annotations
 
 from locpipe.artifacts import SubtitleEvent
-from locpipe.media import ass, subtitles
+from locpipe.media import subtitles
 
 
 def _ev(start: float, end: float, *lines: str) -> SubtitleEvent:
@@ -103,4 +103,6 @@ def test_one_writer_module():
     from locpipe.stages import segment
 
     assert segment.write_srt is subtitles.write_srt and segment.write_vtt is subtitles.write_vtt
-    assert ass.write_ass is subtitles.write_ass
+    from locpipe.render import ab, encode
+
+    assert encode.write_ass is subtitles.write_ass and ab.write_ass is subtitles.write_ass

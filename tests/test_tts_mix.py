@@ -14,6 +14,7 @@ from locpipe.backends.tts.base import UnspeakableText, get_tts_backend, parse_vo
 from locpipe.config import DubConfig, Market, MarketConfig, RenderProfile
 from locpipe.errors import BackendUnavailable, StageError
 from locpipe.media.ffmpeg import measure_loudness
+from locpipe.media.probe import probe
 from locpipe.stages.mix import dub_gain_db, duck_threshold, mix_audio
 from locpipe.stages.synthesize import LINE_GAP, MAX_BORROW, fit_line, plan_lines, slot_end, synthesize_dub, trim_silence
 
@@ -213,7 +214,7 @@ def _tone_db(x: np.ndarray, rate: int, hz: float = 55.0) -> float:
 
 def test_mix_ducks_the_original_and_meets_loudness(dubbed, tmp_path):
     dub, folder, source = dubbed
-    result = mix_audio(source, dub, folder, _market(), EPISODE, tmp_path)
+    result = mix_audio(probe(source, require_audio=False), dub, folder, _market(), EPISODE, tmp_path)
     audio, rate = _read_wav(tmp_path / result.wav)
     assert rate == 48000 and audio.shape == (int(EPISODE * 48000), 2)
     assert result.method == "duck" and result.target_lufs == -14.0
@@ -230,7 +231,7 @@ def test_mix_ducks_the_original_and_meets_loudness(dubbed, tmp_path):
 
 def test_mix_without_dub_normalizes_the_original(dubbed, tmp_path):
     _, _, source = dubbed
-    result = mix_audio(source, None, None, _market(), EPISODE, tmp_path)
+    result = mix_audio(probe(source, require_audio=False), None, None, _market(), EPISODE, tmp_path)
     assert result.method == "original"
     assert abs(result.measured_lufs + 14.0) <= 1.0 and result.measured_true_peak <= -0.8
     assert _read_wav(tmp_path / result.wav)[0].shape == (int(EPISODE * 48000), 2)
@@ -241,7 +242,7 @@ def test_silent_source_does_not_crash_and_reports_minus_99(tmp_path):
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=144x256:rate=15:duration=3", "-f", "lavfi", "-i",
            "anullsrc=r=48000:cl=stereo", "-t", "3", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
            str(source))
-    result = mix_audio(source, None, None, _market(), 2.5, tmp_path)
+    result = mix_audio(probe(source, require_audio=False), None, None, _market(), 2.5, tmp_path)
     assert result.measured_lufs == -99.0
     audio, _ = _read_wav(tmp_path / result.wav)
     assert audio.shape == (int(2.5 * 48000), 2) and np.abs(audio).max() == 0.0

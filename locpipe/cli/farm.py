@@ -186,9 +186,10 @@ def _rebuild_manifest(state, records) -> None:
     if not any(r.report for r in records):
         log.warning("no finished unit in %s: manifest.json left as it is", state.root)
         return
+    from locpipe.core.settings import build_settings
+
     # no market settings here: the manifest's last_run section says only where it came from
-    path = state.merge_manifest(options.build_settings(out_dir=state.out_dir, work_dir=state.out_dir,
-                                                       distributors=("farm",)))
+    path = state.merge_manifest(build_settings(out_dir=state.out_dir, work_dir=state.out_dir, distributors=("farm",)))
     log.info("manifest rebuilt from %d unit record(s): %s", len(records), path)
 
 

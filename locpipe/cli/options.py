@@ -4,9 +4,9 @@ Each of those commands used to declare ``--out``, ``--markets``, ``--distributor
 build ``RunSettings`` by hand, and they drifted apart (``farm submit --distributor a,b`` made
 one distributor called "a,b"; ``watch`` had no ``--bible``). Here the options are declared
 by ``add_run_options`` and turned into settings by ``run_settings`` for all three, so one
-command line means the same run wherever it is typed. ``build_settings`` is the one mapping
-of option values onto ``RunSettings`` fields; a farm worker rebuilds a unit's settings
-through it too (``locpipe.farm.units.run_settings``).
+command line means the same run wherever it is typed. ``locpipe.core.settings.build_settings``
+is the one mapping of option values onto ``RunSettings`` fields; a farm worker rebuilds a
+unit's settings through it too (``locpipe.farm.units.run_settings``).
 
 Heavy imports (config, backends, core) stay inside the functions: building the parser must
 not load the pipeline.
@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from locpipe.core.settings import DEFAULT_ASR, build_settings
 from locpipe.errors import ConfigError
-
-DEFAULT_ASR = "faster-whisper"
-
 
 # --------------------------------------------------------------------------- parsing helpers
 
@@ -55,13 +52,6 @@ def parse_distributors(value: str) -> tuple[str, ...]:
     return names
 
 
-def distributor_fields(names: Sequence[str]) -> dict:
-    """Distributor ids as RunSettings fields: one is ``distributor``; several also fill
-    ``distributors`` (the pipeline then renders A/B copies into OUT/<market>/<distributor>/)."""
-    names = tuple(names)
-    return {"distributor": names[0], "distributors": names if len(names) > 1 else ()}
-
-
 def check_asr_backend(name: str, model: str | None) -> None:
     """An unknown ``--asr``, or one whose optional extra is missing, is a configuration error
     before any work (not one failure per episode). Backends load their models lazily."""
@@ -72,19 +62,6 @@ def check_asr_backend(name: str, model: str | None) -> None:
         get_asr_backend(name, ASROptions(model=model))
     except BackendUnavailable as exc:
         raise ConfigError("--asr", name, str(exc)) from None
-
-
-def check_unique_names(episodes: Sequence[Path], name_of: Callable[[Path], str] | None = None) -> None:
-    """Two inputs that would export under one name would overwrite each other: refuse."""
-    if name_of is None:
-        from locpipe.core.names import episode_name as name_of
-    seen: dict[str, Path] = {}
-    for path in episodes:
-        name = name_of(path)
-        if name in seen:
-            raise ConfigError(path, "", f"exports as {name!r}, like {seen[name]}: rename one of them "
-                                        "or run the two series into different --out folders")
-        seen[name] = path
 
 
 # --------------------------------------------------------------------------- argparse
@@ -131,28 +108,6 @@ def add_run_options(parser: argparse.ArgumentParser, *, inputs: bool = True, sha
 
 def _resolved(path: Path | None) -> Path | None:
     return path.resolve() if path else None
-
-
-def build_settings(*, out_dir: Path, work_dir: Path, markets: Sequence = (),
-                   distributors: Sequence[str] = ("internal",), asr_backend: str = DEFAULT_ASR,
-                   asr_model: str | None = None, asr_threads: int | None = None,
-                   ocr: bool = True, bible: Path | None = None, tm: Path | None = None, ledger: Path | None = None,
-                   config_dir: Path | None = None, log_level: str = "INFO", log_format: str = "text",
-                   stop_before: str | None = None, distributor_folder: bool = False):
-    """The one mapping of run option values onto ``RunSettings`` (paths are taken as given).
-
-    ``asr_threads`` None keeps ASROptions' default; threads are not part of the transcript's
-    cache key, so ``watch`` may use every core and still share ``run``'s cached transcripts.
-    """
-    from locpipe.backends.asr.base import ASROptions
-    from locpipe.core.settings import RunSettings
-
-    asr = ASROptions(model=asr_model) if asr_threads is None else ASROptions(model=asr_model, threads=asr_threads)
-    return RunSettings(out_dir=Path(out_dir), work_dir=Path(work_dir), markets=tuple(markets),
-                       **distributor_fields(distributors), asr_backend=asr_backend, asr=asr, ocr=ocr,
-                       bible_path=bible, config_dir=config_dir, tm_path=tm, ledger_path=ledger,
-                       stop_before=stop_before, log_level=log_level, log_format=log_format,
-                       distributor_folder=distributor_folder)
 
 
 def run_settings(args: argparse.Namespace, *, check_asr: bool = True, asr_threads: int | None = None):

@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Validate everything, run the batch, then write the manifest, the QC report and a summary."""
-    from locpipe.core.batch import discover_episodes, run_batch, select_shard
+    from locpipe.core.batch import check_unique_names, discover_episodes, run_batch, select_shard
     from locpipe.core.names import episode_name
     from locpipe.core.progress import ProgressBoard
 
@@ -38,7 +38,7 @@ def run(args) -> int:
     if not episodes:
         log.error("no episode files found in %s", ", ".join(map(str, args.inputs)))
         return ExitCode.CONFIG_ERROR
-    options.check_unique_names(episodes, episode_name)
+    check_unique_names(episodes)
     codes = [m.code for m in settings.markets]
     log.info("%d episode(s) x %d market(s) -> %s", len(episodes), len(codes), settings.out_dir)
     with ProgressBoard([episode_name(p) for p in episodes], codes, Console(stderr=True)) as board:

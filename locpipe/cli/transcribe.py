@@ -45,9 +45,8 @@ def run(args) -> int:
 def _write_srt(transcript, srt: Path) -> None:
     """One subtitle per cue, written beside and renamed: never a half-written SRT."""
     from locpipe.artifacts import SubtitleEvent
-    from locpipe.stages.segment import write_srt
+    from locpipe.core.store import atomic_write_text
+    from locpipe.media.subtitles import srt_string
 
     events = [SubtitleEvent(start=c.start, end=c.end, lines=[c.text], cue_index=c.index) for c in transcript.cues]
-    tmp = srt.with_name(f".{srt.name}.tmp")
-    write_srt(events, tmp)
-    tmp.replace(srt)
+    atomic_write_text(srt, srt_string(events))

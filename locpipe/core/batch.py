@@ -15,7 +15,7 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +26,7 @@ from locpipe.core.reports import EpisodeReport, ProgressFn, failed_episode
 from locpipe.core.resources import Resources
 from locpipe.core.settings import RunSettings
 from locpipe.core.store import ArtifactStore
-from locpipe.errors import InputError
+from locpipe.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,17 @@ def discover_episodes(inputs: Iterable[Path]) -> list[Path]:
             seen.add(p.resolve())
             unique.append(p)
     return unique
+
+
+def check_unique_names(episodes: Sequence[Path]) -> None:
+    """Two inputs that would export under one name would overwrite each other: refuse."""
+    seen: dict[str, Path] = {}
+    for path in episodes:
+        name = episode_name(path)
+        if name in seen:
+            raise ConfigError(path, "", f"exports as {name!r}, like {seen[name]}: rename one of them "
+                                        "or run the two series into different --out folders")
+        seen[name] = path
 
 
 def shard_of(episode: Path, count: int) -> int:

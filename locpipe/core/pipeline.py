@@ -31,7 +31,6 @@ from locpipe.core.render_plan import (
     RenderPlan,
     assemble_copy,
     plan_render,
-    render_base,
     render_market,
     render_version,
     shared_render,
@@ -120,11 +119,10 @@ def _finish(ctx: EpisodeContext, rec: Recognition, unit: _Unit, rp: RenderPlan |
     if rp is not None:
         try:
             with log_context(episode=ctx.name, market=rp.code):
-                if rp.ab:
-                    base = render_base(ctx, rec, rp, prerendered.get(rp.code))
-                    reports = [_copy_for(ctx, rec, rp, unit.report, base, d) for d in ctx.settings.distributors]
+                rendered = render_market(ctx, rec, rp, prerendered.get(rp.code))
+                if rp.ab:  # the A/B base: each distributor's copy is assembled from it
+                    reports = [_copy_for(ctx, rec, rp, unit.report, rendered, d) for d in ctx.settings.distributors]
                 else:
-                    rendered = render_market(ctx, rec, rp, prerendered.get(rp.code))
                     _qc_and_publish(ctx, rec, rp, unit.report, rendered, ctx.own_distributor, unit.store)
         except StageError as err:
             _fail(ctx, unit.market, unit.report, err)

@@ -150,26 +150,15 @@ def _adopt(pre: Prerendered, d: Path):
     return pre.result
 
 
-def render_market(ctx: EpisodeContext, rec: Recognition, rp: RenderPlan,
-                  pre: Prerendered | None) -> Stored[RenderResult]:
-    """The market's render stage: adopt the shared render's output, else render alone."""
-    def make(d: Path) -> RenderResult:
+def render_market(ctx: EpisodeContext, rec: Recognition, rp: RenderPlan, pre: Prerendered | None) -> Stored:
+    """The market's render stage (its export, or with several distributors its A/B base):
+    adopt the shared render's output, else render the same task alone."""
+    def make(d: Path):
         if pre:
             return _adopt(pre, d)
-        return encode.render_exports(rec.info, [export_job(ctx, rp, d)], source_subs=rec.onscreen)[0]
+        return encode.run_shared(rec.info, [_prepare_task(ctx, rec, rp, d)], source_subs=rec.onscreen)[0]
 
-    return ctx.stage(rp.code, "render", rp.parts, RenderResult, make, rp.plan.store)
-
-
-def render_base(ctx: EpisodeContext, rec: Recognition, rp: RenderPlan, pre: Prerendered | None) -> Stored[ABBase]:
-    """The market's A/B base: adopt the shared render's output, else encode it alone."""
-    def make(d: Path) -> ABBase:
-        if pre:
-            return _adopt(pre, d)
-        return encode.run_shared(rec.info, [ab.prepare_base(rec.info, base_job(ctx, rp, d))],
-                                 source_subs=rec.onscreen)[0]
-
-    return ctx.stage(rp.code, "render_ab", rp.parts, ABBase, make, rp.plan.store)
+    return ctx.stage(rp.code, rp.stage, rp.parts, ABBase if rp.ab else RenderResult, make, rp.plan.store)
 
 
 def assemble_copy(ctx: EpisodeContext, rec: Recognition, rp: RenderPlan, base: Stored[ABBase], distributor: str,
@@ -184,5 +173,5 @@ def assemble_copy(ctx: EpisodeContext, rec: Recognition, rp: RenderPlan, base: S
                      lambda d: ab.assemble(rec.info, replace(job, out_dir=d), source_subs=rec.onscreen), store)
 
 
-__all__ = ["RenderPlan", "Prerendered", "plan_render", "shared_render", "render_market", "render_base",
-           "assemble_copy", "render_version"]
+__all__ = ["RenderPlan", "Prerendered", "plan_render", "shared_render", "render_market", "assemble_copy",
+           "render_version"]

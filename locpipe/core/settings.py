@@ -7,11 +7,14 @@ farm worker from the unit); frozen and picklable, because it crosses process bou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from locpipe.backends.asr.base import ASROptions
 from locpipe.config import Market
+
+DEFAULT_ASR = "faster-whisper"
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class RunSettings:
     #: this run makes one distributor's copy out of several (a farm unit): export into
     #: OUT/<market>/<distributor>/ like the A/B copies, and name the distributor in the unit
     distributor_folder: bool = False
-    asr_backend: str = "faster-whisper"
+    asr_backend: str = DEFAULT_ASR
     asr: ASROptions = ASROptions()
     #: read burned-in source subtitles (text for the transcript, region for the render mask)
     ocr: bool = True
@@ -48,3 +51,29 @@ class RunSettings:
     #: logging of worker processes (``--jobs``, the daemon's child): the CLI's own level and format
     log_level: str = "INFO"
     log_format: str = "text"
+
+
+def distributor_fields(names: Sequence[str]) -> dict:
+    """Distributor ids as RunSettings fields: one is ``distributor``; several also fill
+    ``distributors`` (the pipeline then renders A/B copies into OUT/<market>/<distributor>/)."""
+    names = tuple(names)
+    return {"distributor": names[0], "distributors": names if len(names) > 1 else ()}
+
+
+def build_settings(*, out_dir: Path, work_dir: Path, markets: Sequence = (),
+                   distributors: Sequence[str] = ("internal",), asr_backend: str = DEFAULT_ASR,
+                   asr_model: str | None = None, asr_threads: int | None = None,
+                   ocr: bool = True, bible: Path | None = None, tm: Path | None = None, ledger: Path | None = None,
+                   config_dir: Path | None = None, log_level: str = "INFO", log_format: str = "text",
+                   stop_before: str | None = None, distributor_folder: bool = False):
+    """The one mapping of run option values onto ``RunSettings`` (paths are taken as given).
+
+    ``asr_threads`` None keeps ASROptions' default; threads are not part of the transcript's
+    cache key, so ``watch`` may use every core and still share ``run``'s cached transcripts.
+    """
+    asr = ASROptions(model=asr_model) if asr_threads is None else ASROptions(model=asr_model, threads=asr_threads)
+    return RunSettings(out_dir=Path(out_dir), work_dir=Path(work_dir), markets=tuple(markets),
+                       **distributor_fields(distributors), asr_backend=asr_backend, asr=asr, ocr=ocr,
+                       bible_path=bible, config_dir=config_dir, tm_path=tm, ledger_path=ledger,
+                       stop_before=stop_before, log_level=log_level, log_format=log_format,
+                       distributor_folder=distributor_folder)

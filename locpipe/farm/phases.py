@@ -30,12 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from locpipe.core.context import describe
+from locpipe.core.locks import Busy
 from locpipe.core.logs import log_context
 from locpipe.core.names import distributor_folder
 from locpipe.core.resources import Resources
 from locpipe.core.store import atomic_write_text
 from locpipe.farm.settings import FarmSettings
-from locpipe.farm.state import Busy, FarmState, UnitRecord, is_complete, source_stat, worker_name
+from locpipe.farm.state import FarmState, UnitRecord, is_complete, source_stat, worker_name
 from locpipe.farm.units import DrillSpec, EpisodeSpec, UnitSpec, run_settings
 
 log = logging.getLogger(__name__)

@@ -31,17 +31,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from locpipe.core.locks import Busy as _Busy
-from locpipe.core.locks import file_lock
+from locpipe.core.locks import Busy, file_lock
 from locpipe.core.store import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 FARM_DIR = ".locpipe-farm"
-
-
-# a unit's lock is held by another worker (re-exported: the farm's callers catch it from here)
-Busy = _Busy
 
 
 class UnitRecord(BaseModel):

@@ -86,8 +86,8 @@ def plan_units(inputs: list[Path], market_codes: list[str], *, out_dir: Path, wo
                ledger: Path | None = None) -> list[EpisodeSpec]:
     """``plan_series`` from keyword options (scripts, tests): the markets load and the settings are
     built the way ``farm submit`` builds them. ``distributor`` is one id or a sequence of ids."""
-    from locpipe.cli.options import build_settings
     from locpipe.config import load_markets
+    from locpipe.core.settings import build_settings
 
     names = (distributor,) if isinstance(distributor, str) else tuple(distributor)
     settings = build_settings(out_dir=out_dir.resolve(), work_dir=work_dir.resolve(),
@@ -105,12 +105,11 @@ def plan_series(inputs: list[Path], settings) -> list[EpisodeSpec]:
     on its own node), so several distributors make one unit each; their exports go to
     OUT/<market>/<distributor>/, as ``locpipe run`` puts its A/B copies.
     """
-    from locpipe.cli.options import check_unique_names
-    from locpipe.core.batch import discover_episodes
+    from locpipe.core.batch import check_unique_names, discover_episodes
     from locpipe.core.names import episode_name
 
     episodes = discover_episodes(inputs)
-    check_unique_names(episodes, episode_name)
+    check_unique_names(episodes)
     names = settings.distributors or (settings.distributor,)
     plans = []
     for path in episodes:
@@ -160,13 +159,13 @@ def _worker_logging() -> tuple[str, str]:
 
 def run_settings(spec: UnitSpec, *, with_market: bool = True, stop_before: str | None = None):
     """The pipeline's RunSettings for a unit, from this worker's view of the shared config,
-    built by the same mapping as the CLI's (``locpipe.cli.options.build_settings``).
+    built by the same mapping as the CLI's (``locpipe.core.settings.build_settings``).
 
     A worker whose market config differs from the submitter's would export something other
     than what was asked for under the same unit id: that is refused, naming both hashes.
     """
-    from locpipe.cli.options import build_settings
     from locpipe.config import config_hash, load_market
+    from locpipe.core.settings import build_settings
 
     config_dir = Path(spec.config_dir)
     markets: tuple = ()

@@ -22,7 +22,6 @@ import pysubs2
 
 from locpipe.artifacts import SubtitleTrack
 from locpipe.config import RenderProfile, SubtitleStyle
-from locpipe.media.subtitles import write_ass  # noqa: F401  (written with the sidecars; renderers import it here)
 
 log = logging.getLogger(__name__)
 

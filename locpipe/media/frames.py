@@ -5,9 +5,10 @@ Two readers, one per consumer, because they trade speed against fidelity differe
 * :func:`iter_samples` (source subtitle OCR): reference frames only, no deblocking, full
   luma resolution kept and turned to the display orientation; scaled lazily, row bands at
   a time (:class:`Sample`).
-* :func:`small_luma` (forensic watermark trace): every frame decoded, the kept ones
-  area-downscaled to a small fixed size at 16-bit precision (the mark lives far below the
-  picture's resolution and in its lowest bits).
+* :func:`small_luma` (forensic watermark trace): every frame decoded (reference frames only
+  with ``fast``, for QC of our own exports), the kept ones area-downscaled to a small fixed
+  size at 16-bit precision (the mark lives far below the picture's resolution and in its
+  lowest bits).
 
 PyAV does not autorotate; ``rotation`` (from the probe) turns frames the way ffmpeg's
 decoder does for render, so coordinates agree. Which frames are kept is decided by small

@@ -96,15 +96,6 @@ def matrix_tag(colorspace) -> int | None:
     return None if code == 2 else code
 
 
-def has_audio_stream(path: Path) -> bool:
-    """Whether ``path`` has any audio stream (a header read, no decoding), for callers that
-    hold a file but no MediaInfo; with one, read ``MediaInfo.has_audio`` instead."""
-    import av
-
-    with av.open(str(path)) as container:
-        return any(s.type == "audio" for s in container.streams)
-
-
 def _sniff(path: Path) -> str:
     """Say why a file ffmpeg cannot open is unreadable, from its first bytes."""
     head = path.open("rb").read(4096)

@@ -39,8 +39,9 @@ import numpy as np
 from locpipe.artifacts import ABBase, MediaInfo, RenderResult, SourceSubtitles, SubtitleTrack
 from locpipe.config import Market, WatermarkPolicy
 from locpipe.errors import MediaError
-from locpipe.media.ass import build_ass, write_ass
+from locpipe.media.ass import build_ass
 from locpipe.media.ffmpeg import run_ffmpeg
+from locpipe.media.subtitles import write_ass
 from locpipe.render import encode as render
 from locpipe.render import graph
 from locpipe.render.visible import plan_visible_watermark

@@ -18,8 +18,9 @@ from pathlib import Path
 from locpipe.artifacts import MediaInfo, RenderResult, SourceSubtitles, SubtitleTrack
 from locpipe.assets import font_env
 from locpipe.config import Market
-from locpipe.media.ass import build_ass, write_ass
+from locpipe.media.ass import build_ass
 from locpipe.media.ffmpeg import run_ffmpeg
+from locpipe.media.subtitles import write_ass
 from locpipe.render.graph import ASS_NAME, FORENSIC_INPUT, VIDEO_NAME, Encode, input_matrix, shared_render_args
 from locpipe.render.visible import plan_visible_watermark
 from locpipe.watermark.forensic import ForensicSpec

@@ -32,7 +32,6 @@ from locpipe.artifacts import DubTrack, MediaInfo, MixResult
 from locpipe.config import LoudnessTarget, Market
 from locpipe.errors import StageError
 from locpipe.media.ffmpeg import Loudness, measure_loudness, run_ffmpeg
-from locpipe.media.probe import has_audio_stream
 
 log = logging.getLogger(__name__)
 
@@ -164,14 +163,6 @@ def normalization_type(loudnorm_stderr: str) -> str:
 # --------------------------------------------------------------------------- I/O
 
 
-def _source_facts(source: MediaInfo | Path) -> tuple[Path, bool]:
-    """The source file and whether it has audio: from ingest's MediaInfo (nothing is read),
-    else, for a caller holding only a path, from the file's header."""
-    if isinstance(source, MediaInfo):
-        return Path(source.path), source.has_audio
-    return Path(source), has_audio_stream(Path(source))
-
-
 def _read_wav_mono(path: Path) -> tuple[np.ndarray, int]:
     """16-bit PCM WAV (what the synthesize stage writes) as float32 of the first channel."""
     with wave.open(str(path), "rb") as wav:
@@ -254,14 +245,14 @@ def normalize_loudness(src: Path, dst: Path, target: LoudnessTarget, samples: in
     return result
 
 
-def mix_audio(source: MediaInfo | Path, dub: DubTrack | None, dub_dir: Path | None, market: Market, duration: float,
+def mix_audio(source: MediaInfo, dub: DubTrack | None, dub_dir: Path | None, market: Market, duration: float,
               out_dir: Path, *, accompaniment: Path | None = None, background_note: str = "") -> MixResult:
     """Programme audio for ``market``: ``mix.wav``, 48 kHz stereo, exactly ``duration`` seconds.
 
     ``accompaniment``: the original's separated music and effects; the dub is mixed over it
     instead of over the ducked original. ``background_note`` says why there is none (for QC).
     ``source``: the episode as ingest probed it (its ``has_audio`` is used, the file is not
-    probed again), or a bare file path (its header is read for an audio stream).
+    probed again).
     """
     if accompaniment is not None and not accompaniment.exists():
         raise StageError("mix", f"separated accompaniment missing: {accompaniment}")
@@ -280,7 +271,7 @@ def mix_audio(source: MediaInfo | Path, dub: DubTrack | None, dub_dir: Path | No
     method = "separated" if separated else "duck" if dub_wav else "original"
     result = MixResult(method=method, measured_lufs=-99.0, measured_true_peak=-99.0, target_lufs=target.integrated,
                        background_note=background_note if method == "duck" else "")
-    source_video, has_audio = _source_facts(source)
+    source_video, has_audio = Path(source.path), source.has_audio
     premix = out_dir / ".premix.wav"
     try:
         _render_premix(source_video, has_audio, dub_wav, market.config.dub.duck_db, samples, duration, premix,
