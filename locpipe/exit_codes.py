@@ -11,5 +11,7 @@ class ExitCode(IntEnum):
     CONFIG_ERROR = 2
     #: the run finished, but at least one (episode, market) unit failed
     UNITS_FAILED = 3
+    #: stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it); finished units are in the manifest
+    INTERRUPTED = 130
     #: `locpipe trace`: no watermark found
     NOT_FOUND = 1

@@ -37,6 +37,23 @@ def cut_sample(path: Path, start: float, seconds: float) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _house_ledger_of_the_test_session(tmp_path_factory):
+    """The house forensic ledger (default of run/watch/farm/trace: $XDG_DATA_HOME/locpipe/) and the
+    user config file point into the session's temp folder: tests never touch the real ones."""
+    import os
+
+    root = tmp_path_factory.mktemp("house")
+    saved = {k: os.environ.get(k) for k in ("XDG_DATA_HOME", "LOCPIPE_USER_CONFIG")}
+    os.environ.update({"XDG_DATA_HOME": str(root / "data"), "LOCPIPE_USER_CONFIG": str(root / "config.yaml")})
+    yield root
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
 def sample() -> Path:
     if not SAMPLE.exists():

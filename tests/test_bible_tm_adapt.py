@@ -312,7 +312,9 @@ def test_llm_hostile_output_stays_plain_text(llm_env):
     hostile = "{\\an8\\fs200}Mr. Lu\nline two\r\n\\N${whoami};[0:v]"
     with fake_chat_server(lambda m, n: json.dumps({"lines": [{"id": 1, "text": hostile}]})) as (url, _):
         result = translate_episode(_transcript("陆总"), "en", llm_env(url))
-    assert result.cues[0].text == "{\\an8\\fs200}Mr. Lu line two \\N${whoami};[0:v]"
+    # ASS overrides and escapes are never part of a translation: dropped where text enters (issue 17);
+    # what is left stays literal (filter syntax, shell-like text): rendering escapes it
+    assert result.cues[0].text == "Mr. Lu line two ${whoami};[0:v]"
 
 
 def test_llm_unreachable_or_unconfigured_is_a_clear_error(monkeypatch):
@@ -403,7 +405,7 @@ def test_translate_episode_applies_adaptation_and_keeps_hostile_text_literal(bib
                                     sensitivity=adapt.SensitivityRule(action="soften"))
     result = translate_episode(ep, "en", backend, bible=bible, adaptation=config)
     assert [c.text for c in result.cues] == ["The company lost $700,000 because of it.",
-                                             "{\\fs200}Bought 1.5 kg of meat, darn", "Lin Xiao!"]
+                                             "Bought 1.5 kg of meat, darn", "Lin Xiao!"]  # no {\\fs200}: issue 17
     assert [a["rule"] for a in result.adaptations] == ["money:convert", "units:metric", "sensitivity:soften"]
     checks = {c.name: c for c in translation_checks(result)}
     assert checks["adaptations_applied"].value == 3 and checks["glossary_violations"].passed

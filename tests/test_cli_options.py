@@ -109,22 +109,25 @@ def test_transcribe_takes_asr_model_and_the_hidden_model_alias(tmp_path, capsys)
     assert "--asr-model" in helptext and "--model" not in helptext.replace("--asr-model", "")
 
 
-def test_farm_makes_one_unit_and_one_export_folder_per_distributor(layout):
+def test_farm_makes_an_ab_base_per_market_and_a_copy_unit_per_distributor(layout):
     args = _parse(layout, "farm", "submit", str(layout / "series"))
     plans = plan_series(args.inputs, options.run_settings(args, check_asr=False))
     units = [u for ep in plans for u in ep.units]
-    assert len(units) == 2 * 2 * 2  # episodes x markets x distributors
+    assert len(units) == 2 * 2 * 2  # episodes x markets x distributors: one copy unit each
     assert len({u.unit_id for u in units}) == len(units)
-    assert [(u.episode, u.market, u.distributor) for u in plans[0].units] == [
-        ("ep001", "us", "a"), ("ep001", "us", "b"), ("ep001", "us-social", "a"), ("ep001", "us-social", "b")]
+    assert [(u.episode, u.market, u.distributor, u.role) for u in plans[0].units] == [
+        ("ep001", "us", "a", "ab-copy"), ("ep001", "us", "b", "ab-copy"), ("ep001", "us-social", "a", "ab-copy"),
+        ("ep001", "us-social", "b", "ab-copy")]
+    assert [(b.market, b.role, b.distributors) for b in plans[0].bases] == [
+        ("us", "ab-base", ("a", "b")), ("us-social", "ab-base", ("a", "b"))]  # the A/B base once per market
     out = (layout / "out").resolve()
     first = plans[0].units[0]
     assert first.out_dir == str(out) and first.distributor_folder  # exports in OUT/<market>/<distributor>/
     assert (first.ledger, first.tm, first.asr_model) == (str((layout / "ledger.sqlite").resolve()),
                                                           str((layout / "tm.sqlite").resolve()), "tiny")
     worker = unit_settings(plans[0].units[1])  # the worker rebuilds it through the same mapping
-    assert (worker.distributor, worker.distributors, worker.out_dir) == ("b", (), out)
-    assert worker.distributor_folder
+    assert (worker.distributors, worker.copies, worker.out_dir) == (("a", "b"), ("b",), out)  # b's copy only
+    assert unit_settings(plans[0].bases[0]).copies == ()  # the base unit: no copy
     assert worker.ledger_path == (layout / "ledger.sqlite").resolve() and not worker.ocr
 
     one = plan_units([layout / "series"], ["us"], out_dir=layout / "o", work_dir=layout / "w",
@@ -140,7 +143,8 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    expected = {"run", "transcribe", "qc", "watch", "status", "markets", "models", "bible", "voices", "trace", "farm"}
+    expected = {"run", "transcribe", "qc", "watch", "status", "markets", "models", "bible", "voices", "trace", "farm",
+                "ledger"}
     assert set(COMMANDS) == expected
     for name in expected:
         assert f"\n    {name} " in text, name

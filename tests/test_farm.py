@@ -30,9 +30,11 @@ from locpipe.farm.state import FarmState
 from locpipe.farm.units import DrillSpec, plan_units, run_settings
 
 LOCPIPE = str(Path(sys.executable).with_name("locpipe"))
-#: drills: units of ~2 s; a dead worker's unit comes back after 8 s
-DRILL_ENV = {"LOCPIPE_FARM_VISIBILITY_TIMEOUT": "8", "LOCPIPE_FARM_RESTORE_INTERVAL": "1",
-             "LOCPIPE_FARM_RETRY_BASE": "0.5", "LOCPIPE_FARM_RETRY_MAX": "2", "LOCPIPE_FARM_BUSY_DELAY": "1"}
+#: drills: units of ~2 s; a dead worker's lease expires after 4 s and a reaper looks every second.
+#: The visibility timeout is far beyond every test: only the leases can bring a dead worker's unit back
+DRILL_ENV = {"LOCPIPE_FARM_VISIBILITY_TIMEOUT": "3600", "LOCPIPE_FARM_LEASE_TTL": "4",
+             "LOCPIPE_FARM_REAP_INTERVAL": "1", "LOCPIPE_FARM_RETRY_BASE": "0.5", "LOCPIPE_FARM_RETRY_MAX": "2",
+             "LOCPIPE_FARM_BUSY_DELAY": "1"}
 
 
 class Worker:
@@ -284,7 +286,37 @@ def test_units_survive_a_redis_kill_and_restart(tmp_path, redis_server, workers)
     assert_exactly_once(out, ids)
     assert w0.proc.poll() is None and w1.proc.poll() is None
     status = json.loads(farm("status", "--out", str(out), "--json", broker=redis_server.url).stdout)
-    assert status["counts"] == {"ok": 8} and set(status["queues"]) == {"asr", "tts", "render"}
+    assert status["counts"] == {"done": 8} and set(status["queues"]) == {"asr", "tts", "render"}
+
+
+def test_status_lists_every_unit_and_shows_a_dead_workers_unit_as_lost_until_it_is_requeued(tmp_path, redis_server,
+                                                                                            workers):
+    """queued before any worker, running with its node and lease age, lost once that node's lease
+    expired (no other worker runs a reaper here), then requeued by `farm status` itself."""
+    out = tmp_path / "out"
+    ids = [json.loads(line)["unit"] for line in farm("drill", "--out", str(out), "--units", "2", "--seconds", "8",
+                                                      "--prefix", "s", broker=redis_server.url).stdout.splitlines()]
+
+    def status(*extra: str) -> dict:
+        return json.loads(farm("status", "--out", str(out), "--json", *extra, broker=redis_server.url,
+                               env=DRILL_ENV).stdout)
+
+    w = workers(redis_server.url, "render", DRILL_ENV).wait_ready()
+    running = wait_for(lambda: next((r for r in records(out, "s").values() if r.status == "running"), None), 60,
+                       "a running unit", [w.log])
+    view = {u["unit"]: u for u in status("--no-reap")["units"]}
+    assert view[running.unit_id]["state"] == "running" and view[running.unit_id]["node"].startswith("w0@")
+    assert 0 <= view[running.unit_id]["lease_age"] < 4 and view[running.unit_id]["since"]
+    assert len(view) == 2  # the drill's other unit is listed too (queued on the broker)
+    w.kill()
+    lost = wait_for(lambda: (lambda v: v if v[running.unit_id]["state"] == "lost" else None)(
+        {u["unit"]: u for u in status("--no-reap")["units"]}), 30, "the unit shown as lost")
+    assert lost[running.unit_id]["lease_age"] >= 4
+    snap = wait_for(lambda: (lambda s: s if s["requeued"] else None)(status()), 30, "status to requeue it")
+    assert [r["unit"] for r in snap["requeued"]] == [running.unit_id] and snap["queues"]["render"] >= 1
+    w2 = workers(redis_server.url, "render", DRILL_ENV, concurrency=2).wait_ready()
+    wait_for(lambda: all(records(out)[i].status == "ok" for i in ids), 120, "both units done", [w2.log])
+    assert status()["counts"] == {"done": 2} and records(out)[running.unit_id].commits == 1
 
 
 def test_dead_letter_after_bounded_retries_while_other_units_finish(tmp_path, redis_server, workers):
@@ -401,3 +433,124 @@ def test_compose_file_runs_redis_two_workers_and_a_submit_job_with_valid_command
     mounts = {v.split(":")[1] for v in services["submit"]["volumes"]}
     assert submit.farm_command == "submit" and {str(submit.out), str(submit.work), str(submit.inputs[0])} <= mounts
     assert services["worker-asr"]["volumes"] == services["worker-render"]["volumes"] == services["submit"]["volumes"]
+
+
+# --------------------------------------------------------------------------- SIGKILL in every phase of a real unit
+
+
+def small_app_configs(dst: Path) -> Path:
+    """``small_configs`` plus the app profile (forensic mark on) at 360x640: `us` is a cheap real unit
+    with a dub (a tts phase worth killing) and a ledger payload (a serial that must stay unique)."""
+    small_configs(dst)
+    _edit(dst / "profiles" / "app.yaml", ("width: 1080", "width: 360"), ("height: 1920", "height: 640"),
+          ("preset: veryfast", "preset: ultrafast"),
+          ("safe_zone: {x0: 60, y0: 160, x1: 1020, y1: 1728}", "safe_zone: {x0: 20, y0: 53, x1: 340, y1: 576}"))
+    _edit(dst / "markets" / "us.yaml", ("size: 62", "size: 21"), ("margin_bottom: 230", "margin_bottom: 77"))
+    return dst
+
+
+def _ledger_rows(path: Path) -> list[tuple]:
+    import sqlite3
+
+    if not path.is_file():
+        return []
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        return con.execute("SELECT episode, market, distributor, export_id, serial, state FROM payloads").fetchall()
+    except sqlite3.OperationalError:  # being created by the render right now
+        return []
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_a_worker_sigkilled_in_asr_tts_and_render_loses_nothing_and_nothing_happens_twice(tmp_path, redis_server,
+                                                                                          workers):
+    """One real unit (6 s episode, market `us` at 360x640): the worker running it is SIGKILLed
+    (with its pool process and ffmpeg) once in each phase, asr, tts and render (after the
+    render issued its forensic payload). Each time another worker takes the unit over through
+    the dead worker's expired lease (the visibility timeout is an hour), and in the end there
+    is one export, one commit and one ledger serial, final, for the export."""
+    from locpipe.watermark.ledger import ledger_path
+
+    series = tmp_path / "series"
+    series.mkdir()
+    cut_sample(series / "ep001.mp4", 0.0, 6.0)
+    cfg = small_app_configs(tmp_path / "configs")
+    out, ledger = tmp_path / "out", ledger_path().resolve()  # the house ledger of this test session
+    env = {**DRILL_ENV, "LOCPIPE_CONFIG_DIR": str(cfg)}
+    pool = [workers(redis_server.url, "asr,tts,render", env), workers(redis_server.url, "asr,tts,render", env)]
+    for w in pool:
+        w.wait_ready()
+    proc = farm("submit", str(series), "--markets", "us", "--out", str(out), "--no-ocr", "--distributor", "acme",
+                broker=redis_server.url, env={"LOCPIPE_CONFIG_DIR": str(cfg)})
+    (uid,) = [json.loads(line)["unit"] for line in proc.stdout.splitlines()]
+    status = json.loads(farm("status", "--out", str(out), "--json", broker=redis_server.url).stdout)
+    assert {u["unit"]: u["state"] for u in status["units"]}[uid] in ("queued", "running")  # listed before it runs
+
+    def logs() -> list[Path]:
+        return [w.log for w in pool]
+
+    for phase, rec_id in (("asr", "ep001--asr"), ("tts", uid), ("render", uid)):
+        def running(phase=phase, rec_id=rec_id):
+            rec = records(out).get(rec_id)
+            if rec is None or rec.status != "running" or rec.phase != phase or not rec.pid:
+                return None
+            if phase == "render" and not any(r[5] == "pending" for r in _ledger_rows(ledger)):
+                return None  # kill once the payload is issued and the encode runs
+            return rec
+
+        rec = wait_for(running, 240, f"the {phase} phase to run", logs())
+        victim = next(w for w in pool if w.proc.poll() is None and w.owns(rec.pid))
+        victim.kill()
+        pool.append(workers(redis_server.url, "asr,tts,render", env))  # the farm gets a node back
+        wait_for(lambda rec_id=rec_id, phase=phase: records(out)[rec_id].attempts.get(phase, 0) >= 2,
+                 180, f"the {phase} phase taken over after the kill", logs())
+
+    wait_for(lambda: records(out)[uid].status == "ok", 300, "the unit exported", logs())
+    rec = records(out)[uid]
+    assert rec.commits == 1 and rec.attempts == {"tts": 2, "render": 2}, rec
+    assert records(out)["ep001--asr"].attempts == {"asr": 2}
+    exports = sorted(p.name for p in (out / "us").iterdir())
+    assert exports == ["ep001.en.ass", "ep001.en.srt", "ep001.en.vtt", "ep001.mp4", "ep001.qc.json"]
+    rows = [r for r in _ledger_rows(ledger) if r[0] == "ep001" and r[1] == "us"]
+    assert [(r[2], r[3], r[5]) for r in rows] == [("acme", rec.export_id, "final")], rows  # one serial, final
+    requeued = [line for w in pool for line in w.log.read_text(errors="replace").splitlines() if "requeued" in line]
+    assert len(requeued) >= 3, requeued  # each takeover came from a reaper, not the visibility timeout
+
+
+@pytest.mark.slow
+def test_ab_distributors_render_one_base_per_market_and_a_small_copy_unit_each(tmp_path, redis_server, workers):
+    """`farm submit --distributor a,b,c`: like `run`, the market's A/B base is rendered once (its own
+    unit) and each distributor's copy is a unit that renders only its windows and assembles the rest."""
+    series = tmp_path / "series"
+    series.mkdir()
+    cut_sample(series / "ep001.mp4", 0.0, 6.0)
+    cfg = small_app_configs(tmp_path / "configs")
+    out, ledger = tmp_path / "out", tmp_path / "ledger.sqlite"
+    env = {**DRILL_ENV, "LOCPIPE_CONFIG_DIR": str(cfg)}
+    w = workers(redis_server.url, "asr,tts,render", env, concurrency=2).wait_ready()
+    proc = farm("submit", str(series), "--markets", "us", "--out", str(out), "--no-ocr", "--ledger", str(ledger),
+                "--distributor", "ReelCo,DramaHub,ShortMax", "--wait", "--timeout", "600", broker=redis_server.url,
+                env={"LOCPIPE_CONFIG_DIR": str(cfg)}, check=False)
+    assert proc.returncode == 0, proc.stderr + w.log.read_text()[-4000:]
+    ids = [json.loads(line)["unit"] for line in proc.stdout.splitlines()]
+    recs = records(out)
+    (base,) = [r for r in recs.values() if r.role == "ab-base"]
+    assert base.status == "ok" and base.commits == 1 and base.unit_id.endswith("--ab")
+    copies = {recs[i].distributor: recs[i] for i in ids}
+    assert sorted(copies) == ["DramaHub", "ReelCo", "ShortMax"]
+    manifest = {u["distributor"]: u for u in json.loads((out / "manifest.json").read_text())["units"]}
+    for name, rec in copies.items():
+        assert rec.role == "ab-copy" and rec.status == "ok" and rec.commits == 1, rec
+        assert rec.outputs["video"] == str(out / "us" / name / "ep001.mp4") and Path(rec.outputs["video"]).is_file()
+        stages = {s["stage"]: s["cached"] for s in manifest[name]["stages"]}
+        assert stages["render_ab"] and not stages["render"]  # the base is reused; only the copy is made here
+    import sqlite3
+
+    con = sqlite3.connect(ledger)
+    batches = con.execute("SELECT payload_hex, state FROM payloads WHERE distributor = 'ab-batch:us'").fetchall()
+    members = con.execute("SELECT distributor FROM ab_members ORDER BY idx").fetchall()
+    con.close()
+    assert len(batches) == 1 and batches[0][1] == "final"  # one batch payload for the market, however many copies
+    assert sorted(m[0] for m in members) == ["DramaHub", "ReelCo", "ShortMax"]

@@ -354,6 +354,35 @@ def test_translation_failure_fails_only_its_market(tmp_path, media, backend, rea
     assert r.calls["asr"] == 1
 
 
+def test_a_backend_failing_on_the_episode_hands_over_to_the_next_in_the_chain(tmp_path, media):
+    """The local model timing out or never validating raises BackendUnavailable inside the stage:
+    the market's next backend translates, and the manifest names what failed first."""
+    config_dir = write_configs(tmp_path / "configs", {FR: {"translation": {"backends": [fb.MT_BROKEN, fb.MT_NAME]}}})
+    settings = make_settings(tmp_path, [FR], config_dir)
+    r = run(media["ep1"], settings, Resources())
+    assert_ok(r, FR)
+    fr = r.unit(FR)
+    assert fr.backends["translate"] == f"{fb.MT_NAME} 1.0"
+    assert len(fr.fallbacks) == 1 and "quota exhausted (fake)" in fr.fallbacks[0], fr.fallbacks
+    assert fr.data_policy == "any" and fr.data_note == ""
+
+
+def test_local_only_market_skips_remote_backends_and_records_it(tmp_path, media, monkeypatch):
+    from fakes import fake_translation_server
+
+    config_dir = write_configs(tmp_path / "configs", {FR: {"data_policy": "local-only",
+                                                           "translation": {"backends": ["google", fb.MT_NAME]}}})
+    settings = make_settings(tmp_path, [FR], config_dir)
+    with fake_translation_server({}) as (url, requests):
+        monkeypatch.setenv("LOCPIPE_GOOGLE_URL", url + "/m")
+        r = run(media["ep1"], settings, Resources())
+    assert_ok(r, FR)
+    fr = r.unit(FR)
+    assert requests == []  # nothing was sent, not even a reachability probe's request
+    assert fr.backends["translate"] == f"{fb.MT_NAME} 1.0" and fr.data_policy == "local-only"
+    assert "skipped remote backend(s) google" in fr.data_note and "no text or audio left the machine" in fr.data_note
+
+
 def test_unusable_episode_fails_every_market_at_ingest(tmp_path, media):
     config_dir = write_configs(tmp_path / "configs")
     settings = make_settings(tmp_path, [US, MX], config_dir)

@@ -134,6 +134,15 @@ def test_long_watermark_text_shrinks_to_fit(markets):
     assert mark.size < m.config.watermark.size and mark.box.w <= m.profile.safe_zone.x1 - m.profile.safe_zone.x0
 
 
+def test_a_250_byte_episode_name_is_shortened_in_the_mark_not_refused(markets):
+    """An 83-character Chinese file name is a valid episode name; the mark carries its start."""
+    name = "霸道总裁的替身新娘第三集" * 7
+    for m in markets.values():
+        mark = wm.plan_visible_watermark(m, duration=10.0, distributor="ReelCo", episode=name, export_id="x1")
+        assert name[:10] in mark.text and name not in mark.text and "…" in mark.text
+        assert mark.box.w <= m.profile.safe_zone.x1 - m.profile.safe_zone.x0
+
+
 def test_rendered_watermark_ink_stays_inside_the_estimated_box(markets, tmp_path):
     """The box is an estimate; check it against libass for a wide, capital-heavy text."""
     m = markets["us"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import style_corpus as sc
 from conftest import SAMPLE_SCRIPT, cut_sample, ffmpeg, make_clip
 
 from locpipe.artifacts import MediaInfo, OnScreenText, SourceSubtitles, SubtitleTrack
@@ -63,11 +64,12 @@ def test_readings_become_centred_intervals_with_jitter_and_dropouts_merged():
     r = ss.Reading
     readings = [r(0.0, ""), r(0.25, "你好吗", 0.9), r(0.5, "你好吗", 0.95), r(0.75, "", 0.0),  # one dropout
                 r(1.0, "你好马", 0.6), r(1.25, ""), r(1.5, ""), r(1.75, "再见", 0.99), r(2.1, "再见", 0.98)]
-    out = ss.readings_to_intervals(readings, OPTS, duration=2.2)
+    out = [iv for iv, _ in ss.readings_to_intervals(readings, OPTS, duration=2.2)]
     assert [(iv.start, iv.end, iv.text) for iv in out] == [(0.125, 1.125, "你好吗"), (1.625, 2.2, "再见")]
     assert out[0].confidence == pytest.approx(0.925)
     # VFR: boundaries sit halfway to the neighbouring samples, whatever their spacing
-    vfr = ss.readings_to_intervals([r(0.0, ""), r(0.4, "好", 1.0), r(0.5, "")], OPTS, duration=1.0)
+    vfr = [iv for iv, _ in ss.readings_to_intervals([r(0.0, ""), r(0.4, "好", 1.0), r(0.5, "")], OPTS,
+                                                     duration=1.0)]
     assert (vfr[0].start, vfr[0].end) == (0.2, 0.45)
 
 
@@ -75,12 +77,19 @@ def _line(y: float, text: str, x0: float = 150, x1: float = 390) -> ss.Line:
     return ss.Line(x0, y, x1, y + 36, text, 0.95)
 
 
+def _blocks(items):
+    return [(t, b) for t, ln in items for b in ss.blocks([ln])]
+
+
 def test_band_needs_recurring_changing_centred_cjk():
     subs = [(1.0, _line(760, "陆总，您找我？")), (2.0, _line(762, "陆总，您找我？")), (3.0, _line(758, "是我签的"))]
-    assert ss.find_band(subs, OPTS) == (758, 798)
+    assert ss.find_band(_blocks(subs), OPTS) == (758, 798, 36)
     sign = [(t, _line(700, "北京烤鸭")) for t in (1.0, 2.0, 3.0, 4.0)]  # scene text / logo: never changes
-    assert ss.find_band(sign, OPTS) is None
-    assert ss.find_band(subs[:2], OPTS) is None  # too few samples
+    assert ss.find_band(_blocks(sign), OPTS) is None
+    assert ss.find_band(_blocks(subs[:2]), OPTS) is None  # too few samples
+    # a centred title seen in more samples than the dialogue does not hide the dialogue band
+    title = [(t, _line(40, "第3集")) for t in (0.0, 1.0, 2.0, 3.0, 4.0)]
+    assert ss.find_band(_blocks(title + subs), OPTS) == (758, 798, 36)
     off_centre = _line(760, "出口", x0=10, x1=120)
     assert not ss.is_subtitle_line(off_centre, 540, OPTS)
     assert not ss.is_subtitle_line(_line(760, "EXIT"), 540, OPTS)
@@ -272,3 +281,213 @@ def test_mask_blurs_the_band_only_while_text_shows(renders):
     off = 4.3  # between 3.85 (end of the second line, cut time) and 4.75 (start of the third)
     masked, plain = _band_region(_frame(renders["masked"], off)), _band_region(_frame(renders["plain"], off))
     assert np.abs(masked - plain).mean() < 2
+
+
+# --------------------------------------------------------------------------- pure: two lines, static text, glyph masks
+
+
+def test_two_stacked_lines_are_one_subtitle_and_side_by_side_texts_are_not():
+    top, bottom = ss.Line(170, 520, 350, 565, "是我签的，", 0.99), ss.Line(140, 578, 380, 620, "有什么问题吗？", 0.98)
+    (block,) = ss.blocks([bottom, top])
+    assert block.text == "是我签的，\n有什么问题吗？" and (block.y0, block.y1) == (520, 620)
+    far = ss.Line(140, 700, 380, 740, "别的", 0.9)  # a line's height below: another text
+    assert len(ss.blocks([top, far])) == 2
+
+
+def test_static_text_needs_one_text_in_one_place_for_long():
+    logo = [(float(t), ss.Line(20, 30, 120, 62, "星光短剧", 1.0)) for t in range(0, 10, 2)]
+    assert [ln.text for ln in ss.find_static(logo, OPTS, duration=60)] == ["星光短剧"]
+    line = [(float(t), _line(760, "陆总，您找我？")) for t in (1, 2, 3)]  # a long dialogue line: 2 s
+    assert ss.find_static(line, OPTS, duration=60) == []
+
+
+def test_glyph_patch_keeps_strokes_and_takes_a_box_whole():
+    rng = np.random.default_rng(1)
+    img = rng.integers(60, 140, (120, 300)).astype(np.uint8)  # textured picture
+    img[50:80, 60:240:12] = 250  # white vertical strokes
+    ln = ss.Line(55, 48, 245, 82, "字", 1.0)
+    p = ss.glyph_patch(img, ln)
+    rows, cols = 50 - p.y0, np.arange(60, 240, 12) - p.x0
+    assert p.mask[rows + 10, cols].all()  # every stroke is in the mask
+    assert p.mask.mean() < 0.5  # but not the picture between them
+    boxed = img.copy()
+    boxed[40:90, 45:255] = 30  # a dark box behind the text
+    boxed[50:80, 60:240:12] = 250
+    assert ss.glyph_patch(boxed, ln).mask.all()
+    assert ss.decode_mask(ss.encode_mask(p.mask)).tolist() == p.mask.tolist()
+
+
+def test_band_in_output_follows_the_reframe():
+    from locpipe.render.mask import band_in_output
+
+    subs = _subs(band=(78, 1017, 542, 69))
+    top, bottom = band_in_output(subs, _info(), 1080, 1920, "blur-pad")
+    assert (round(top), round(bottom)) == (1526, 1629)  # 9:16 source: scaled by 1.5
+    wide = SourceSubtitles(found=True, band=(700, 900, 520, 80), frame_width=1920, frame_height=1080, sample_fps=4)
+    info = _info(width=1920, height=1080, display_width=1920, display_height=1080)
+    top, bottom = band_in_output(wide, info, 1080, 1920, "blur-pad")  # fitted 1080x608 at y=656
+    assert (round(top), round(bottom)) == (round(656 + 900 * 608 / 1080), round(656 + 980 * 608 / 1080))
+
+
+def test_target_subtitle_goes_on_the_source_band_unless_fixed():
+    from locpipe.render.mask import place_subtitles
+
+    us = load_market(DEFAULT_CONFIG_DIR, "us")
+    moved = place_subtitles(us, _subs(band=(78, 900, 542, 69)), _info())
+    assert moved.config.subtitles.margin_bottom == 1920 - round((900 + 69) * 1.5)
+    fixed = us.model_copy(update={"config": us.config.model_copy(update={
+        "subtitles": us.config.subtitles.model_copy(update={"position": "fixed"})})})
+    assert place_subtitles(fixed, _subs(), _info()) is fixed
+    top = place_subtitles(us, _subs(band=(78, 60, 542, 40)), _info())  # a top band: kept inside the safe zone
+    assert 1920 - top.config.subtitles.margin_bottom - 2 * 62 * 1.3 >= us.profile.safe_zone.y0
+
+
+def test_subtitle_band_option_and_series_setting():
+    import argparse
+
+    from locpipe.cli.options import parse_band
+    from locpipe.config.models import SeriesSettings
+
+    assert parse_band("0.78:0.88") == (0.78, 0.88)
+    for bad in ("0.9:0.8", "78:88", "0.8", "a:b"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_band(bad)
+    assert SeriesSettings.model_validate({"subtitle_band": "0.1:0.2"}).subtitle_band == (0.1, 0.2)
+    with pytest.raises(ValueError):
+        SeriesSettings.model_validate({"subtitle_band": [0.5, 0.4]})
+
+
+def test_qc_says_when_no_subtitles_were_found_but_speech_was():
+    from locpipe.artifacts import Cue, Transcript
+    from locpipe.stages import qc
+
+    heard = Transcript(language="zh", cues=[Cue(index=0, start=1, end=2, text="你好")], backend="x", model="y")
+    none = SourceSubtitles(found=False, frame_width=720, frame_height=1280, sample_fps=4)
+    check = qc.source_subs_check(none, heard)
+    assert check.passed and check.value == "none found" and "--subtitle-band" in check.detail
+    assert qc.source_subs_check(_subs(), heard).value == "found"
+
+
+# --------------------------------------------------------------------------- the style corpus (real video)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> dict[str, sc.Clip]:
+    """Every style burned once per session (with its clean reference)."""
+    return {c.style.name: c for c in sc.make_corpus(tmp_path_factory.mktemp("style-corpus"))}
+
+
+@pytest.fixture(scope="session")
+def ocr_engine():
+    return ss.SubtitleOCR(2)
+
+
+@pytest.fixture(scope="session")
+def read(corpus, ocr_engine) -> dict[str, SourceSubtitles]:
+    return {name: ss.detect_source_subtitles(probe(c.burned), ocr=ocr_engine) for name, c in corpus.items()}
+
+
+def test_corpus_covers_the_styles_of_the_issue():
+    styles = sc.STYLES
+    assert len(styles) >= 8
+    sizes = [s.size for s in styles]
+    assert min(sizes) <= 0.022 and max(sizes) >= 0.065
+    assert {s.fps for s in styles} >= {24, 25, 30, 60}
+    assert any(s.width > s.height for s in styles) and any(s.width >= 3840 for s in styles)
+    assert any(s.top for s in styles) and any(s.two_lines for s in styles) and any(s.box for s in styles)
+    assert any(s.outline == 0 and s.shadow == 0 and not s.box for s in styles)  # bare text
+    assert any(s.shadow and not s.outline for s in styles)
+    assert any(s.colour != "&H00FFFFFF" for s in styles)
+    bottoms = [s.y for s in styles if not s.top]
+    assert min(bottoms) <= 0.56 and max(bottoms) >= 0.92
+    assert any(s.static for s in styles)
+
+
+@pytest.mark.parametrize("name", [s.name for s in sc.STYLES])
+def test_every_style_is_found_and_read_exactly(name, corpus, read):
+    clip, got = corpus[name], read[name]
+    assert got.found, name
+    ref = "".join(c.text for c in clip.cues)
+    hyp = ""
+    for c in clip.cues:
+        over = _overlapping(got.intervals, c.start, c.end)
+        assert over, f"{name}: line {c.text!r} at {c.start}-{c.end} s not read"
+        best = min(over, key=lambda iv: cer(c.text, iv.text.replace("\n", "")))
+        hyp += best.text.replace("\n", "")
+        mid = (c.start + c.end) / 2
+        assert best.start <= mid <= best.end and best.box and best.mask
+    assert cer(ref, hyp) <= 0.01, (name, ref, hyp)
+    assert len(got.intervals) == len(clip.cues), [iv.text for iv in got.intervals]
+    assert sorted(s.text for s in got.static) == sorted(clip.static_texts)
+
+
+def test_operator_band_reads_without_discovery(corpus, ocr_engine):
+    clip = corpus["plain-small"]
+    band = (clip.style.y - 0.06, clip.style.y + 0.01)
+    got = ss.detect_source_subtitles(probe(clip.burned), ss.SourceSubsOptions(band_override=band), ocr=ocr_engine)
+    assert got.found and got.band_given
+    assert [iv.text for iv in got.intervals] == [c.text for c in clip.cues]
+
+
+@pytest.mark.parametrize("name,static", [("plain-small", False), ("box-bottom-logo", True),
+                                         ("yellow-outline-2line", False)])
+def test_fill_leaves_nothing_readable_and_beats_the_blur_box(name, static, corpus, read, ocr_engine, tmp_path):
+    from locpipe.media.frames import luma_at
+
+    clip, subs = corpus[name], read[name]
+    info = probe(clip.burned)
+    filled = sc.masked_copy(info, subs, "fill", tmp_path / "fill.mp4", static=static)
+    blurred = sc.masked_copy(info, subs, "blur", tmp_path / "blur.mp4")
+    frames_ = luma_at(filled, sc.cue_times(clip), short_side=540)
+    assert len(frames_) == len(clip.cues)
+    keep = [] if static else clip.static_texts
+    assert ss.readable_leaks(frames_, ocr_engine, static=keep) == []
+    untouched = luma_at(clip.burned, sc.cue_times(clip), short_side=540)
+    assert len(ss.readable_leaks(untouched, ocr_engine, static=keep)) >= len(clip.cues)  # the check can fail
+    fill_psnr, fill_ssim = sc.band_figures(clip, subs, filled)
+    blur_psnr, blur_ssim = sc.band_figures(clip, subs, blurred)
+    assert fill_psnr > blur_psnr + 2 and fill_ssim > blur_ssim, (fill_psnr, blur_psnr, fill_ssim, blur_ssim)
+
+
+def test_export_puts_english_on_the_band_and_qc_reads_the_export(corpus, read, ocr_engine, tmp_path):
+    """A real export: the target line sits where the Chinese was, QC's export OCR passes it,
+    and the same check fails the unmasked source (what an undetected style would ship)."""
+    from locpipe.artifacts import Cue, SubtitleEvent, Transcript
+    from locpipe.render.mask import place_subtitles
+    from locpipe.stages import qc
+
+    clip, subs = corpus["plain-small"], read["plain-small"]
+    info = probe(clip.burned)
+    wav = tmp_path / "mix.wav"
+    ffmpeg("-i", str(clip.burned), "-vn", "-ac", "2", "-ar", "48000", str(wav))
+    us = load_market(DEFAULT_CONFIG_DIR, "us")
+    market = place_subtitles(us, subs, info)
+    track = SubtitleTrack(language="en", events=[
+        SubtitleEvent(start=c.start, end=c.end, lines=["Mr. Lu, you wanted me?"], cue_index=i)
+        for i, c in enumerate(clip.cues)])
+    (tmp_path / "track").mkdir()
+    render.render_export(info, wav, track, tmp_path / "track", market, episode="ep", distributor="d", export_id="x",
+                         out_dir=tmp_path / "out", source_subs=subs)
+    export = tmp_path / "out" / "export.mp4"
+    band_bottom = (subs.band[1] + subs.band[3]) * 1920 / 1280
+    assert abs((1920 - market.config.subtitles.margin_bottom) - band_bottom) < 8
+    transcript = Transcript(language="zh", cues=[Cue(index=i, start=c.start, end=c.end, text=c.text)
+                                                 for i, c in enumerate(clip.cues)], backend="ocr", model="")
+    check = qc.source_text_check(export, us, transcript, subs, ocr_engine)
+    assert check.passed, check.detail
+    leaked = qc.source_text_check(clip.burned, us, transcript, subs, ocr_engine)
+    assert not leaked.passed and leaked.value == len(clip.cues)
+    jp = load_market(DEFAULT_CONFIG_DIR, "jp")
+    assert qc.source_text_check(clip.burned, jp, transcript, subs, ocr_engine) is None  # CJK market
+
+
+def test_fill_graph_removes_each_line_only_while_it_shows():
+    fill = graph.Fill(rect=(60, 900, 600, 120), passes=((Path("/m/a.png"), ((1.0, 2.0),)), (Path("/m/b.png"), ())),
+                      windows=None, work=(300, 60), alpha=Path("/m/alpha.png"))
+    g = graph.fill_graph(fill, "src", "out")
+    assert g.startswith("[src]split=2[fsrc][fband];[fband]crop=600:120:60:900,scale=300:60:flags=area,")
+    assert "removelogo=filename='/m/a.png':enable='between(t,1.000,2.000)',removelogo=filename='/m/b.png'," in g
+    assert ",scale=600:120:flags=bicubic," in g and "alphamerge=shortest=1" in g
+    assert g.endswith("[fsrc][ffill]overlay=60:900[out]")  # a static pass: always on
+    timed = graph.fill_graph(graph.Fill((0, 0, 10, 10), ((Path("a"), ((1.0, 2.0),)),), ((1.0, 2.0),)), "s", "o")
+    assert timed.endswith("overlay=0:0:enable='between(t,1.000,2.000)'[o]")

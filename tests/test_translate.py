@@ -69,7 +69,7 @@ def test_hostile_backend_output_is_flattened_and_cjk_leaks_removed(monkeypatch):
         monkeypatch.setenv("LOCPIPE_GOOGLE_URL", url + "/m")
         result = translate_transcript(_transcript("一", "二", "三"), "en", get_mt_backend("google"))
     texts = [c.text for c in result.cues]
-    assert texts[0] == "line one line two {\\fs200}"  # literal: rendering escapes it later
+    assert texts[0] == "line one line two"  # ASS override tags are never part of a translation (issue 17)
     assert texts[1] == "Hello there"
     assert texts[2] == ""
     assert any("untranslated" in n for n in result.notes) and any("CJK" in n for n in result.notes)

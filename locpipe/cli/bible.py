@@ -122,22 +122,75 @@ def _pinyin_name(chinese: str) -> str:
     return " ".join([syl[0].capitalize(), "".join(syl[1:]).capitalize()]).strip()
 
 
-def suggest_yaml(lines_by_file: dict[str, list[str]], min_count: int = 2, series: str = "") -> str:
-    """A bible skeleton (valid YAML that loads as a SeriesBible) with a comment per entry."""
+@dataclass(frozen=True)
+class Proposal:
+    """The model's reading of one name or title from the lines it occurs in."""
+
+    gender: str
+    render: str
+    role: str
+
+
+GENDERS = ("female", "male", "unknown")
+PROPOSAL_SYSTEM = """You help a localizer write a series bible for a Chinese short drama.
+For each numbered Chinese name or title you get the lines it occurs in. Answer JSON only: \
+{"1": "<gender>; <English rendering>; <role>", ...} where gender is female, male or unknown \
+(judge from forms of address and pronouns: 他/她, 先生/小姐, 哥/姐), the English rendering is what \
+English subtitles should call this person (pinyin names as "Lin Xiao", titles as "Mr. Lu", "Young Master Gu", \
+"Your Highness"; never Chinese characters), and role is a few words (CEO, his sister, the prince).
+Example: {"1": "female; Lin Xiao; employee", "2": "male; Mr. Lu; CEO"}"""
+
+
+def parse_proposal(answer: str, fallback_render: str) -> Proposal:
+    """``"female; Lin Xiao; employee"`` -> Proposal; anything unclear stays unknown/the pinyin guess."""
+    fields = [f.strip() for f in answer.split(";")]
+    gender = fields[0].lower() if fields and fields[0].lower() in GENDERS else "unknown"
+    render = fields[1] if len(fields) > 1 and fields[1] and len(fields[1]) <= 40 else fallback_render
+    if re.search(r"[\u3400-\u9fff]", render):  # left in Chinese: not a rendering
+        render = fallback_render
+    role = fields[2][:60] if len(fields) > 2 else ""
+    return Proposal(gender=gender, render=render, role=role)
+
+
+def model_proposals(forms: list[str], lines: list[str], backend, per_form: int = 3) -> dict[str, Proposal]:
+    """Gender, rendering and role for each name/title form, read by a language model from its lines.
+
+    ``backend`` is an ``llm``-style backend (``local-llm`` or an OpenAI-compatible endpoint); its
+    validated, repaired JSON path guarantees one answer per form. A person reviews the result.
+    """
+    if not forms:
+        return {}
+    ids = list(range(1, len(forms) + 1))
+    items = [f"{n}. {form}: " + " / ".join([ln for ln in lines if form in ln][:per_form])
+             for n, form in zip(ids, forms, strict=True)]
+    got = backend.ask(PROPOSAL_SYSTEM, "\n".join(items), ids)
+    if got is None:
+        log.warning("the model gave no usable answer; keeping the pinyin guesses")
+        return {}
+    return {form: parse_proposal(answer, _pinyin_name(form)) for form, answer in zip(forms, got, strict=True)}
+
+
+def suggest_yaml(lines_by_file: dict[str, list[str]], min_count: int = 2, series: str = "",
+                 proposals: dict[str, Proposal] | None = None) -> str:
+    """A bible skeleton (valid YAML that loads as a SeriesBible) with a comment per entry.
+
+    ``proposals`` (from :func:`model_proposals`) replace the pinyin guess, the unknown gender and
+    the empty role of the forms they cover; each such entry says it was proposed by the model.
+    """
     found = scan(lines_by_file)
     names = _keep_names(found["names"], min_count)
     titles = {t: f for t, f in found["titles"].items()}
+    proposals = proposals or {}
     out = [f"# Suggested by `locpipe bible suggest` from {len(lines_by_file)} transcript(s).",
            "# Review every entry: renderings are pinyin guesses, genders are unknown.",
            f"series: {json.dumps(series, ensure_ascii=False)}", "source_language: zh", "", "characters:"]
     for name, f in sorted(names.items(), key=lambda kv: -kv[1].count):
-        out += [f"  # {f.why()}", f"  {name}:", f"    render: {{en: {json.dumps(_pinyin_name(name))}}}",
-                "    gender: unknown"]
+        out += [f"  # {f.why()}", f"  {name}:"] + _person(proposals.get(name), _pinyin_name(name))
     for title, f in sorted(titles.items(), key=lambda kv: -kv[1].count):
         surname, suffix = title[0], title[1:]
         s = _pinyin_name(surname)
-        out += [f"  # {f.why()}; a title form: check gender (Mr./Ms.)", f"  {title}:",
-                f"    render: {{en: {json.dumps(TITLE_EN.get(suffix, '{s}').format(s=s))}}}", "    gender: unknown"]
+        out += [f"  # {f.why()}; a title form: check gender (Mr./Ms.)", f"  {title}:"]
+        out += _person(proposals.get(title), TITLE_EN.get(suffix, "{s}").format(s=s))
     if not names and not titles:
         out[-1] = "characters: {}"
     out += ["", "honorifics:" if found["kinship"] else "honorifics: {}"]
@@ -150,6 +203,14 @@ def suggest_yaml(lines_by_file: dict[str, list[str]], min_count: int = 2, series
         out += [f"  # {f.why()}", f"  {term}:", f"    render: {{en: {json.dumps(PLOT_TERMS.get(term, 'TODO'))}}}"]
     out += ["", "forbidden: {}", "notes: []", ""]
     return "\n".join(out)
+
+
+def _person(proposal: Proposal | None, guess: str) -> list[str]:
+    if proposal is None:
+        return [f"    render: {{en: {json.dumps(guess)}}}", "    gender: unknown"]
+    return ["    # proposed by the model: check",
+            f"    render: {{en: {json.dumps(proposal.render, ensure_ascii=False)}}}",
+            f"    gender: {proposal.gender}", f"    role: {json.dumps(proposal.role, ensure_ascii=False)}"]
 
 
 def read_lines(path: Path) -> list[str]:
@@ -196,6 +257,9 @@ def add_parser(subparsers) -> None:
     s.add_argument("--series", default="", help="series name written into the skeleton")
     s.add_argument("--work", type=Path, help="stage cache folder for transcribing episodes")
     s.add_argument("--no-ocr", action="store_true", help="ASR only when transcribing episodes")
+    s.add_argument("--model", default="local-llm",
+                   help="translation backend that proposes genders, renderings and roles (local-llm, llm); "
+                        "'none': pinyin guesses only (default: local-llm, skipped with a note where it cannot run)")
 
 
 def run(args) -> int:
@@ -207,7 +271,9 @@ def run(args) -> int:
     if not any(lines.values()):
         log.error("no dialogue found in %s", ", ".join(map(str, args.inputs)))
         return ExitCode.CONFIG_ERROR
-    text = suggest_yaml(lines, min_count=args.min_count, series=args.series or args.inputs[0].stem)
+    proposals = _proposals(lines, args.min_count, args.model)
+    text = suggest_yaml(lines, min_count=args.min_count, series=args.series or args.inputs[0].stem,
+                        proposals=proposals)
     yaml.safe_load(text)  # the skeleton must stay loadable
     if args.out:
         args.out.write_text(text, encoding="utf-8")
@@ -215,3 +281,23 @@ def run(args) -> int:
     else:
         sys.stdout.write(text)
     return ExitCode.OK
+
+
+def _proposals(lines_by_file: dict[str, list[str]], min_count: int, model: str) -> dict[str, Proposal]:
+    """The model's proposals for the names and titles found, or none (with the reason logged)."""
+    if model == "none":
+        return {}
+    from locpipe.backends.mt.base import get_mt_backend
+    from locpipe.errors import BackendUnavailable
+
+    found = scan(lines_by_file)
+    forms = sorted(_keep_names(found["names"], min_count)) + sorted(found["titles"])
+    try:
+        backend = get_mt_backend(model)
+        backend.check_available()
+        if not hasattr(backend, "ask"):
+            raise BackendUnavailable(f"{model} is not a language-model backend")
+        return model_proposals(forms, [ln for file in lines_by_file.values() for ln in file], backend)
+    except BackendUnavailable as exc:
+        log.warning("bible suggest: %s cannot propose renderings (%s); pinyin guesses only", model, exc)
+        return {}

@@ -2,7 +2,9 @@
 
 Registered in ``locpipe.cli.COMMANDS`` like every command: ``add_parser(sub)`` then ``run(args)``.
 ``submit`` takes the run options of ``locpipe run`` (``locpipe.cli.options``); a comma list
-of distributors queues one unit, and one full export, per distributor.
+of distributors queues per market one A/B base unit and one small copy unit per distributor.
+``status`` lists every submitted unit (queued, running with its worker, since when and its
+lease age, retrying, done, dead-lettered, lost) and requeues what a dead worker held.
 Celery is imported only here and in ``locpipe.farm.app``, so ``locpipe run`` works without
 the ``farm`` extra; a farm command without it fails naming the extra.
 """
@@ -55,6 +57,8 @@ def add_parser(sub) -> None:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--rebuild-manifest", action="store_true",
                         help="rewrite OUT/manifest.json from every unit record")
+    status.add_argument("--no-reap", action="store_true",
+                        help="only look: do not requeue the units of workers whose lease expired")
 
     drill = cmds.add_parser("drill", parents=[broker], help="enqueue stand-in units for failure drills")
     drill.add_argument("--out", required=True, type=Path, help="shared output folder (writes OUT/drill/)")
@@ -84,6 +88,7 @@ def _settings(args, **overrides):
 
 def cmd_submit(args) -> int:
     from locpipe.farm.app import make_app, submit_episode
+    from locpipe.farm.phases import episode_record, new_record
     from locpipe.farm.state import FarmState
     from locpipe.farm.units import plan_series
 
@@ -95,13 +100,15 @@ def cmd_submit(args) -> int:
     if not plans:
         log.error("no episode files found in %s", ", ".join(map(str, args.inputs)))
         return ExitCode.CONFIG_ERROR
+    _warn_local_ledger(run)
     app = make_app(settings)
     state = FarmState(out)
     ids = []
     for plan in plans:
-        for rec_id in [plan.key, *(u.unit_id for u in plan.units)]:
-            if state.reset_failed(rec_id):
-                log.info("%s: was dead-lettered; queued again with fresh attempts", rec_id)
+        for rec in [episode_record(plan), *(new_record(u) for u in (*plan.bases, *plan.units))]:
+            if state.reset_failed(rec.unit_id):
+                log.info("%s: was dead-lettered; queued again with fresh attempts", rec.unit_id)
+            state.mark_submitted(rec)  # listed by `farm status` before any worker sees it
         task = submit_episode(app, plan)
         for unit in plan.units:
             ids.append(unit.unit_id)
@@ -110,17 +117,34 @@ def cmd_submit(args) -> int:
     return _wait(out, ids, args.timeout) if args.wait else ExitCode.OK
 
 
+def _warn_local_ledger(run) -> None:
+    """The farm's workers must issue into one ledger on a shared path: say which one, and warn
+    when it is only this machine's house default."""
+    from locpipe.watermark.house import describe_location
+    from locpipe.watermark.ledger import ledger_location
+
+    log.info(describe_location(run.ledger_path))
+    path, source = ledger_location(run.ledger_path)
+    if source == "the house default":
+        log.warning("the farm's forensic ledger is this machine's default %s: workers on other machines must see "
+                    "it at the same path; set $LOCPIPE_LEDGER or `ledger:` in the user config to a shared path",
+                    path)
+
+
 def cmd_drill(args) -> int:
     from locpipe.farm.app import make_app, submit_drill
+    from locpipe.farm.state import FarmState, UnitRecord
     from locpipe.farm.units import DrillSpec
 
     app = make_app(_settings(args))
     prefix = args.prefix or f"drill-{uuid.uuid4().hex[:6]}"
     out = args.out.resolve()
+    state = FarmState(out)
     ids = []
     for i in range(args.units):
         spec = DrillSpec(unit_id=f"{prefix}-{i:03d}", out_dir=str(out), seconds=args.seconds,
                          fail_first=args.fail_first)
+        state.mark_submitted(UnitRecord(unit_id=spec.unit_id, episode=spec.unit_id, market="drill", role="drill"))
         _emit({"unit": spec.unit_id, "task": submit_drill(app, spec, args.queue)})
         ids.append(spec.unit_id)
     return _wait(out, ids, args.timeout) if args.wait else ExitCode.OK
@@ -150,36 +174,51 @@ def cmd_worker(args) -> int:
 
 def cmd_status(args) -> int:
     from locpipe.farm.state import FarmState
+    from locpipe.farm.status import snapshot
 
     state = FarmState(args.out.resolve())
-    records = [r for r in state.records() if not r.unit_id.endswith("--asr")]
     if args.rebuild_manifest:
-        _rebuild_manifest(state, records)
-    counts: dict[str, int] = {}
-    for rec in records:
-        counts[rec.status] = counts.get(rec.status, 0) + 1
-    snap = {"out": str(state.out_dir), "counts": counts,
-            "units": [{"unit": r.unit_id, "status": r.status, "phase": r.phase, "attempts": r.attempts,
-                       "commits": r.commits, "error": r.error, "worker": r.worker, "updated": r.updated}
-                      for r in records],
-            "dead": state.dead_letters(), "queues": _queue_lengths(args)}
+        _rebuild_manifest(state, [r for r in state.records() if r.role != "asr"])
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:  # no broker configured: the records alone still say a lot
+        log.info("%s: units listed from their records only", exc)
+        settings = None
+    client = _broker_client(settings) if settings else None
+    snap = snapshot(state, client, reap=not args.no_reap, lease_ttl=settings.lease_ttl if settings else 30.0)
     if args.json:
-        sys.stdout.write(json.dumps(snap, indent=1, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(snap.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n")
         return ExitCode.OK
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"farm units in {state.out_dir}")
-    for col in ("unit", "status", "phase", "attempts", "commits", "worker", "error"):
+    for col in ("unit", "role", "state", "phase", "worker", "since", "lease age", "attempts", "commits", "error"):
         table.add_column(col)
-    for u in snap["units"]:
-        table.add_row(u["unit"], u["status"], u["phase"], ",".join(f"{k}:{v}" for k, v in u["attempts"].items()),
-                      str(u["commits"]), u["worker"], u["error"][:80])
-    console = Console() if Console().is_terminal else Console(width=200)
+    for u in snap.units:
+        table.add_row(u.unit, u.role, u.state, u.phase, u.node or u.worker, u.since,
+                      "" if u.lease_age is None else f"{u.lease_age:.0f}s",
+                      ",".join(f"{k}:{v}" for k, v in u.attempts.items()), str(u.commits), u.error[:80])
+    console = Console() if Console().is_terminal else Console(width=220)
     console.print(table)
-    console.print(f"states: {counts or 'none'}; dead letters: {len(snap['dead'])}; queued messages: "
-                  f"{snap['queues'] if snap['queues'] is not None else 'broker not reachable'}")
+    console.print(f"states: {snap.counts or 'none'}; dead letters: {len(snap.dead)}; workers alive: "
+                  f"{', '.join(snap.workers) if snap.workers is not None else 'broker not reachable'}; queued "
+                  f"messages: {snap.queues if snap.queues is not None else 'broker not reachable'}"
+                  + (f"; requeued now: {', '.join(r.unit or r.tag for r in snap.requeued)}" if snap.requeued else ""))
     return ExitCode.OK
+
+
+def _broker_client(settings):
+    """A Redis client when the broker answers, else None (status still lists the records)."""
+    try:
+        from locpipe.farm.lease import client_for
+
+        client = client_for(settings.broker_url)
+        client.ping()
+        return client
+    except Exception as exc:
+        log.info("broker not reachable (%s): units listed from their records only", exc)
+        return None
 
 
 def _rebuild_manifest(state, records) -> None:
@@ -191,20 +230,6 @@ def _rebuild_manifest(state, records) -> None:
     # no market settings here: the manifest's last_run section says only where it came from
     path = state.merge_manifest(build_settings(out_dir=state.out_dir, work_dir=state.out_dir, distributors=("farm",)))
     log.info("manifest rebuilt from %d unit record(s): %s", len(records), path)
-
-
-def _queue_lengths(args) -> dict[str, int] | None:
-    """Messages waiting per queue (Redis lists named like the queues); None if the broker is not reachable."""
-    try:
-        import redis
-
-        from locpipe.farm.settings import QUEUES
-
-        settings = _settings(args)
-        client = redis.Redis.from_url(settings.broker_url, socket_timeout=3, socket_connect_timeout=3)
-        return {q: int(client.llen(q)) for q in QUEUES}
-    except Exception:
-        return None
 
 
 def _wait(out: Path, ids: list[str], timeout: float) -> int:

@@ -52,6 +52,29 @@ def parse_distributors(value: str) -> tuple[str, ...]:
     return names
 
 
+def parse_band(value: str) -> tuple[float, float]:
+    """``--subtitle-band TOP:BOTTOM`` (fractions of the height, e.g. 0.78:0.88) as a pair;
+    an argparse type, so a bad value is a usage error (exit 2)."""
+    try:
+        top, bottom = (float(x) for x in value.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--subtitle-band must look like TOP:BOTTOM (e.g. 0.78:0.88), "
+                                         f"got {value!r}") from None
+    if not 0.0 <= top < bottom <= 1.0:
+        raise argparse.ArgumentTypeError(f"--subtitle-band {value}: need 0 <= TOP < BOTTOM <= 1 (fractions of "
+                                         "the frame height)")
+    return top, bottom
+
+
+def add_ocr_options(parser: argparse.ArgumentParser, *, help_no_ocr: str) -> None:
+    """``--no-ocr`` and ``--subtitle-band``: the burned-in subtitle options of every command."""
+    parser.add_argument("--no-ocr", action="store_true", help=help_no_ocr)
+    parser.add_argument("--subtitle-band", type=parse_band, metavar="TOP:BOTTOM",
+                        help="rows of the burned-in Chinese subtitles as fractions of the height (e.g. 0.78:0.88), "
+                             "for a style the detector misses; default: detected (or `subtitle_band` in the "
+                             "series folder's series.yaml)")
+
+
 def check_asr_backend(name: str, model: str | None) -> None:
     """An unknown ``--asr``, or one whose optional extra is missing, is a configuration error
     before any work (not one failure per episode). Backends load their models lazily."""
@@ -76,8 +99,8 @@ def add_asr_options(parser: argparse.ArgumentParser, *, note: str = "") -> None:
 def add_run_options(parser: argparse.ArgumentParser, *, inputs: bool = True, shard: bool = False,
                     shared: bool = False) -> None:
     """The options of a localization run, for ``run``, ``watch`` (``inputs=False``: it has an
-    INBOX instead) and ``farm submit`` (``shared=True``: paths every worker sees, and one
-    full export per distributor instead of A/B copies)."""
+    INBOX instead) and ``farm submit`` (``shared=True``: paths every worker sees; A/B copies
+    as farm units: one base per market, one small copy unit per distributor)."""
     where = " on the shared path" if shared else ""
     if inputs:
         parser.add_argument("inputs", nargs="+", type=Path, help=f"series folder(s) and/or episode files{where}")
@@ -85,8 +108,8 @@ def add_run_options(parser: argparse.ArgumentParser, *, inputs: bool = True, sha
                         help=f"output folder{where} (OUT_DIR/<market>/<episode>.mp4)")
     parser.add_argument("--markets", required=True, help="comma-separated market codes (see `locpipe markets`)")
     if shared:
-        dist_help = ("distributor id written into the watermarks; a comma list (a,b,c) queues one unit and one "
-                     "full export per distributor (outputs in OUT/<market>/<distributor>/)")
+        dist_help = ("distributor id written into the watermarks; a comma list (a,b,c) queues per market one A/B "
+                     "base unit and one small copy unit per distributor (outputs in OUT/<market>/<distributor>/)")
     else:
         dist_help = ("distributor id written into the watermarks; a comma list (a,b,c) sends every market to "
                      "each, encoded once as A/B segments (outputs in OUT/<market>/<distributor>/)")
@@ -95,12 +118,15 @@ def add_run_options(parser: argparse.ArgumentParser, *, inputs: bool = True, sha
     add_asr_options(parser, note="; the same path on every worker" if shared else "")
     if shard:
         parser.add_argument("--shard", type=parse_shard, help="process only shard I of N (array jobs), e.g. 0/4")
-    parser.add_argument("--no-ocr", action="store_true", help="do not read or mask burned-in source subtitles")
+    add_ocr_options(parser, help_no_ocr="do not read or mask burned-in source subtitles")
     parser.add_argument("--bible", type=Path, help="series bible YAML (default: bible.yaml beside the episodes, "
                                                    "then configs/series/<folder name>.yaml)")
     parser.add_argument("--tm", type=Path, help="translation memory SQLite file (default WORK_DIR/tm.sqlite)")
-    parser.add_argument("--ledger", type=Path, help="forensic watermark ledger, shareable between runs "
-                                                    "(default $LOCPIPE_LEDGER, else WORK_DIR/forensic-ledger.sqlite)")
+    parser.add_argument("--windows-names", action="store_true",
+                        help='export names valid on Windows shares too (<>:"\\|?* replaced by _)')
+    parser.add_argument("--ledger", type=Path, help="forensic watermark ledger (default: the house ledger, "
+                                                    "$LOCPIPE_LEDGER, else `ledger:` in the user config file, else "
+                                                    "~/.local/share/locpipe/forensic-ledger.sqlite)")
 
 
 # --------------------------------------------------------------------------- settings
@@ -134,7 +160,9 @@ def run_settings(args: argparse.Namespace, *, check_asr: bool = True, asr_thread
                           distributors=distributors, asr_backend=args.asr, asr_model=args.asr_model,
                           asr_threads=asr_threads, ocr=not args.no_ocr, bible=_resolved(args.bible),
                           tm=_resolved(args.tm), ledger=_resolved(args.ledger), config_dir=cfg.resolve(),
-                          log_level=args.log_level, log_format=args.log_format)
+                          log_level=args.log_level, log_format=args.log_format,
+                          windows_names=getattr(args, "windows_names", False),
+                          subtitle_band=getattr(args, "subtitle_band", None))
 
 
 def transcribe_settings(args: argparse.Namespace, *, asr: str = DEFAULT_ASR, asr_model: str | None = None):
@@ -144,4 +172,5 @@ def transcribe_settings(args: argparse.Namespace, *, asr: str = DEFAULT_ASR, asr
 
     work = (args.work or cache_dir() / "work").resolve()
     return build_settings(out_dir=work, work_dir=work, markets=(), asr_backend=asr, asr_model=asr_model,
-                          ocr=not args.no_ocr, log_level=args.log_level, log_format=args.log_format)
+                          ocr=not args.no_ocr, log_level=args.log_level, log_format=args.log_format,
+                          subtitle_band=getattr(args, "subtitle_band", None))

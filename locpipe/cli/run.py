@@ -7,7 +7,13 @@ Parsing and reporting only: the options and their settings come from ``locpipe.c
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 
@@ -28,6 +34,7 @@ def run(args) -> int:
     """Validate everything, run the batch, then write the manifest, the QC report and a summary."""
     from locpipe.core.batch import check_unique_names, discover_episodes, run_batch, select_shard
     from locpipe.core.names import episode_name
+    from locpipe.core.preflight import check_configs
     from locpipe.core.progress import ProgressBoard
 
     started = time.perf_counter()
@@ -38,12 +45,77 @@ def run(args) -> int:
     if not episodes:
         log.error("no episode files found in %s", ", ".join(map(str, args.inputs)))
         return ExitCode.CONFIG_ERROR
-    check_unique_names(episodes)
+    check_unique_names(episodes, windows=settings.windows_names)
+    check_configs(episodes, settings)  # bibles, voices files: before any episode starts
     codes = [m.code for m in settings.markets]
     log.info("%d episode(s) x %d market(s) -> %s", len(episodes), len(codes), settings.out_dir)
-    with ProgressBoard([episode_name(p) for p in episodes], codes, Console(stderr=True)) as board:
-        reports = run_batch(episodes, settings, jobs=args.jobs, progress=board)
+    log_ledger(settings)
+    names = [episode_name(p, windows=settings.windows_names) for p in episodes]
+    reports: list = []
+    try:
+        with interrupts_raise(), ProgressBoard(names, codes, Console(stderr=True)) as board:
+            run_batch(episodes, settings, jobs=args.jobs, progress=board, finished=reports.append)
+    except KeyboardInterrupt:
+        return _interrupted(settings, reports, len(episodes), started)
     return _finish(args, settings, reports, started)
+
+
+@contextmanager
+def interrupts_raise() -> Iterator[None]:
+    """SIGTERM (a scheduler's stop, ``kill``) interrupts like Ctrl-C: one path to a clean stop."""
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(settings, reports: list, episodes: int, started: float) -> int:
+    """Ctrl-C or SIGTERM: record what finished, say what did not, exit 130 without a traceback.
+
+    Stages that finished stay in the cache (artifacts are renamed into place whole), so a
+    rerun of the same command resumes where this one stopped.
+    """
+    from locpipe.core.manifest import write_manifest
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the manifest short
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    per_episode = len(settings.markets) * max(1, len(settings.distributors))
+    finished = sum(len(r.units) for r in reports)
+    if reports:
+        write_manifest(settings.out_dir, reports, settings, started)
+    log.warning("interrupted: %d units finished, %d not started (rerun the same command to resume from the "
+                "cache)", finished, (episodes - len(reports)) * per_episode)
+    _exit_now(ExitCode.INTERRUPTED)
+    return ExitCode.INTERRUPTED
+
+
+def _exit_now(code: int) -> None:
+    """Leave at once when worker threads are still busy (an ASR thread would otherwise be
+    joined at interpreter exit and finish its episode first): flush what was said, then exit."""
+    if threading.active_count() > 1 and threading.current_thread() is threading.main_thread():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def log_ledger(settings) -> None:
+    """Say where the forensic ledger and its key are (an anti-piracy team needs both later), and
+    point at an older per-output ledger in the work folder that ``locpipe ledger migrate`` would bring in."""
+    from locpipe.watermark.house import copy_tree_hint, describe_location
+
+    log.info(describe_location(settings.ledger_path))
+    old = copy_tree_hint(settings.work_dir)
+    if old is not None and settings.ledger_path is None:
+        log.warning("%s is a per-output ledger of an older run: `locpipe ledger migrate %s` moves it into the "
+                    "house ledger, so `locpipe trace` finds its marks", old, old)
 
 
 def _finish(args, settings, reports, started: float) -> int:

@@ -35,7 +35,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     tr.add_argument("video", type=Path, help="a (leaked) copy of an export")
     tr.add_argument("--ledger", type=Path,
                     help="forensic ledger the exports were issued from; its key file sits beside it "
-                         "(default $LOCPIPE_LEDGER, else the user cache); $LOCPIPE_WATERMARK_KEY overrides the key")
+                         "(default: the house ledger of `run`: $LOCPIPE_LEDGER, else `ledger:` in the user config, "
+                         "else ~/.local/share/locpipe/); $LOCPIPE_WATERMARK_KEY overrides the key")
     return tr
 
 

@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     options.add_asr_options(p)
     p.add_argument("--model", dest="asr_model", help=argparse.SUPPRESS)  # deprecated name of --asr-model
     p.add_argument("--work", type=Path, help="stage cache folder (default: the asset cache)")
-    p.add_argument("--no-ocr", action="store_true", help="ASR only: ignore burned-in subtitles")
+    options.add_ocr_options(p, help_no_ocr="ASR only: ignore burned-in subtitles")
 
 
 def run(args) -> int:

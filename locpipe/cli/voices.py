@@ -44,9 +44,23 @@ def _bible(series: Path, config_dir: Path | None):
     return load_bible(path) if path else None
 
 
-def apply_edits(vm, sets: list[str], unsets: list[str], market: str | None, characters: set[str] | None):
-    """The voice map with ``--set``/``--unset`` applied; ConfigError naming the bad argument."""
-    from locpipe.localize.voices import cast_key, parse_style
+def _market_language(market: str | None, config_dir: Path) -> str | None:
+    """The language of ``market`` for checking voices (None without --market); unknown markets fail."""
+    if not market:
+        return None
+    from locpipe.config import load_market
+
+    return load_market(config_dir, market).config.language
+
+
+def apply_edits(vm, sets: list[str], unsets: list[str], market: str | None, characters: set[str] | None,
+                language: str | None = None):
+    """The voice map with ``--set``/``--unset`` applied; ConfigError naming the bad argument.
+
+    With the market's ``language`` a voice is checked too: an unknown voice fails listing the
+    backend's voices, one speaking another language fails saying which it speaks.
+    """
+    from locpipe.localize.voices import cast_key, check_style, parse_style
 
     speakers = dict(vm.speakers)
     markets = {k: dict(v) for k, v in vm.markets.items()}
@@ -61,6 +75,9 @@ def apply_edits(vm, sets: list[str], unsets: list[str], market: str | None, char
                 style = parse_style(value)
             except ValueError as exc:
                 raise ConfigError("--set", item, str(exc)) from None
+            problem = check_style(style, language) if language else None
+            if problem:
+                raise ConfigError("--set", item, problem)
             target = cast_key(vm.model_copy(update={"speakers": speakers}), key)
             markets.setdefault(market, {})[target] = style
         else:  # a character
@@ -90,7 +107,8 @@ def run(args) -> int:
         with locked(path):
             vm = load_voice_map(path)
             vm = apply_edits(vm, args.set, args.unset, args.market,
-                             set(bible.characters) if bible is not None else None)
+                             set(bible.characters) if bible is not None else None,
+                             _market_language(args.market, options.config_dir(args).resolve()))
             save_voice_map(path, vm)
         log.info("voices saved: %s", path)
     vm = load_voice_map(path)

@@ -43,6 +43,9 @@ def watch_settings(args):
 
 
 def run(args) -> int:
+    from locpipe.cli.run import log_ledger
     from locpipe.daemon import Daemon
 
-    return Daemon(watch_settings(args)).run()
+    settings = watch_settings(args)
+    log_ledger(settings.run)
+    return Daemon(settings).run()

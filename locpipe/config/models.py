@@ -84,6 +84,10 @@ class SubtitleStyle(Strict):
     #: distance (output px) from the bottom of the frame to the bottom of the text
     margin_bottom: int = Field(230, ge=0)
     margin_sides: int = Field(90, ge=0)
+    #: "source-band": where the source episode's burned-in subtitles were (their bottom
+    #: line; kept inside the safe zone), so the new line covers what is left of the old one;
+    #: "fixed": always at ``margin_bottom``
+    position: Literal["source-band", "fixed"] = "source-band"
 
     @field_validator("primary_colour", "outline_colour", "box_colour")
     @classmethod
@@ -167,9 +171,19 @@ class WatermarkPolicy(Strict):
         return v
 
 
+class SourceSubtitlePolicy(Strict):
+    """What the render does with the source's burned-in subtitles (``locpipe.render.mask``)."""
+
+    #: "fill": each line's glyphs removed while it shows, filled from the picture around
+    #: them; "blur": the band blurred while text shows; "none": left as they are
+    mask: Literal["fill", "blur", "none"] = "fill"
+    #: also remove static Chinese text that is not dialogue (channel logo, series title, "第3集")
+    mask_static: bool = False
+
+
 class TranslationConfig(Strict):
     #: tried in order; the first that is available for the language pair is used
-    backends: list[str] = ["whisper-translate", "deepl", "google"]
+    backends: list[str] = ["local-llm", "deepl", "google", "whisper-translate"]
     #: notes for translators and LLM backends (register, taboo topics, style)
     notes: list[str] = []
 
@@ -188,6 +202,11 @@ class MarketConfig(Strict):
     translation: TranslationConfig = TranslationConfig()
     #: deterministic post-translation rules: money, units, sensitivity
     adaptation: AdaptationConfig = AdaptationConfig()
+    #: "local-only": no text or audio of this market goes to a remote backend (translation,
+    #: dub-line rewriting, voices); remote backends in its chains are skipped with a note
+    data_policy: Literal["any", "local-only"] = "any"
+    #: what becomes of the Chinese subtitles burned into the source
+    source_subtitles: SourceSubtitlePolicy = SourceSubtitlePolicy()
 
     @property
     def base_language(self) -> str:
@@ -213,3 +232,20 @@ def config_hash(*models: BaseModel) -> str:
     """Stable hash of models' contents, for cache keys and the manifest."""
     payload = json.dumps([m.model_dump(mode="json") for m in models], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class SeriesSettings(Strict):
+    """``SERIES_DIR/series.yaml``: what an operator knows about a whole series' picture."""
+
+    #: rows of the burned-in Chinese subtitles (top, bottom) as fractions of the height, for
+    #: a style the detector misses (``--subtitle-band`` on the command line wins)
+    subtitle_band: tuple[float, float] | None = None
+
+    @field_validator("subtitle_band", mode="before")
+    @classmethod
+    def _band(cls, v):
+        if isinstance(v, str):
+            v = tuple(float(x) for x in v.split(":"))
+        if v is not None and not (len(v) == 2 and 0.0 <= v[0] < v[1] <= 1.0):
+            raise ValueError(f"need TOP:BOTTOM with 0 <= TOP < BOTTOM <= 1 (fractions of the height), got {v!r}")
+        return v

@@ -14,12 +14,14 @@ import multiprocessing as mp
 import os
 import queue
 import re
+import signal
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
+from locpipe.children import DIE_WITH_PARENT
 from locpipe.core.names import episode_name
 from locpipe.core.pipeline import run_episode
 from locpipe.core.reports import EpisodeReport, ProgressFn, failed_episode
@@ -40,7 +42,11 @@ def _natural_key(path: Path) -> list:
 
 
 def discover_episodes(inputs: Iterable[Path]) -> list[Path]:
-    """Video files from directories (not recursive) and explicitly named files, in natural order."""
+    """Video files from directories (not recursive) and explicitly named files, in natural order.
+
+    Paths stay as given (the daemon takes them relative to its inbox); ffmpeg and PyAV get
+    them absolute at the media boundary (``locpipe.media.ffmpeg.media_input``).
+    """
     found: list[Path] = []
     for item in inputs:
         if item.is_dir():
@@ -59,11 +65,11 @@ def discover_episodes(inputs: Iterable[Path]) -> list[Path]:
     return unique
 
 
-def check_unique_names(episodes: Sequence[Path]) -> None:
+def check_unique_names(episodes: Sequence[Path], *, windows: bool = False) -> None:
     """Two inputs that would export under one name would overwrite each other: refuse."""
     seen: dict[str, Path] = {}
     for path in episodes:
-        name = episode_name(path)
+        name = episode_name(path, windows=windows)
         if name in seen:
             raise ConfigError(path, "", f"exports as {name!r}, like {seen[name]}: rename one of them "
                                         "or run the two series into different --out folders")
@@ -96,9 +102,16 @@ _WORKER_RESOURCES: list[Resources] = []
 
 
 def _worker_init(log_level: str, log_format: str) -> None:
-    """Start of a ``--jobs`` worker process: the CLI's logging, and one Resources for its life."""
+    """Start of a ``--jobs`` worker process: the CLI's logging, and one Resources for its life.
+
+    Ctrl-C reaches every process of the terminal's group: a worker ignores it (no traceback
+    per worker) and the parent, which decides what an interrupt means, terminates it.
+    """
     from locpipe.core.logs import setup_logging
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if DIE_WITH_PARENT is not None:  # a parent killed outright must not leave workers encoding
+        DIE_WITH_PARENT()
     setup_logging(log_level, log_format)
     _WORKER_RESOURCES.append(Resources())
 
@@ -108,8 +121,15 @@ def _worker_run(path: Path, settings: RunSettings, events) -> EpisodeReport:
 
 
 def run_batch(episodes: list[Path], settings: RunSettings, *, jobs: int = 1,
-              progress: ProgressFn | None = None) -> list[EpisodeReport]:
-    """Run every episode; a failing episode never stops the others."""
+              progress: ProgressFn | None = None,
+              finished: Callable[[EpisodeReport], None] | None = None) -> list[EpisodeReport]:
+    """Run every episode; a failing episode never stops the others.
+
+    ``finished`` is called with each episode's report as soon as it is done: after an
+    interrupt (KeyboardInterrupt, re-raised once the workers are stopped) the caller still
+    knows what finished and can record it.
+    """
+    finished = finished or (lambda _report: None)
     ArtifactStore(settings.work_dir).sweep_temporaries()
     cores = os.cpu_count() or 1
     jobs = max(1, min(jobs, len(episodes) or 1))
@@ -117,7 +137,11 @@ def run_batch(episodes: list[Path], settings: RunSettings, *, jobs: int = 1,
     progress = progress or (lambda *a: None)
     if jobs == 1:
         resources = Resources()
-        return [run_episode(p, settings, progress, resources) for p in episodes]
+        done = []
+        for p in episodes:
+            done.append(run_episode(p, settings, progress, resources))
+            finished(done[-1])
+        return done
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
         events = manager.Queue()
@@ -128,15 +152,30 @@ def run_batch(episodes: list[Path], settings: RunSettings, *, jobs: int = 1,
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
                                  initargs=(settings.log_level, settings.log_format)) as pool:
             futures = {pool.submit(_worker_run, p, settings, events): p for p in episodes}
-            for fut in as_completed(futures):
-                path = futures[fut]
-                try:
-                    reports[path] = fut.result()
-                except Exception as exc:  # a worker died (OOM, segfault): report, keep going
-                    reports[path] = _crashed(path, settings, exc)
+            try:
+                for fut in as_completed(futures):
+                    path = futures[fut]
+                    try:
+                        reports[path] = fut.result()
+                    except Exception as exc:  # a worker died (OOM, segfault): report, keep going
+                        reports[path] = _crashed(path, settings, exc)
+                    finished(reports[path])
+            except KeyboardInterrupt:
+                _stop_workers(pool)
+                raise
         stop.set()
         pump.join(timeout=2)
     return [reports[p] for p in episodes]
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Interrupted: cancel what has not started and terminate the running workers (their
+    ffmpeg children die with them, ``locpipe.children``), so leaving the pool does not wait
+    for episodes nobody will record."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public handle; gone after shutdown
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def _pump(events, progress: Callable, stop: threading.Event) -> None:
@@ -150,5 +189,6 @@ def _pump(events, progress: Callable, stop: threading.Event) -> None:
 
 
 def _crashed(path: Path, settings: RunSettings, exc: BaseException) -> EpisodeReport:
-    return failed_episode(episode_name(path), str(path), [m.code for m in settings.markets],
-                          f"worker process died: {type(exc).__name__}: {exc}", "worker")
+    return failed_episode(episode_name(path, windows=settings.windows_names), str(path),
+                          [m.code for m in settings.markets], f"worker process died: {type(exc).__name__}: {exc}",
+                          "worker")

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from locpipe.config import Market
 from locpipe.core.logs import log_context
-from locpipe.core.names import distributor_folder
+from locpipe.core.names import distributor_folder, work_folder_name
 from locpipe.core.reports import ProgressFn
 from locpipe.core.resources import Resources
 from locpipe.core.settings import RunSettings
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 A = TypeVar("A", bound=BaseModel)
 
 #: bump a stage's version when its code changes what it produces: invalidates its cache
-STAGE_VERSIONS = {"ingest": 1, "source_subs": 1, "transcribe": 2, "translate": 4, "segment": 2, "synthesize": 1,
+STAGE_VERSIONS = {"ingest": 1, "source_subs": 1, "transcribe": 2, "translate": 5, "segment": 3, "synthesize": 1,
                   "mix": 2, "render": 1, "render_ab": 1, "qc": 3, "speakers": 1, "separate": 1}
 
 
@@ -72,8 +72,9 @@ class EpisodeContext:
 
     @property
     def scope(self) -> str:
-        """The episode's folder in the stage cache: its name plus a content hash prefix."""
-        return f"episodes/{self.name}-{self.sha256[:12]}"
+        """The episode's folder in the stage cache: a bounded prefix of its name plus a content
+        hash prefix (any valid episode name fits the filesystem's 255-byte limit)."""
+        return f"episodes/{work_folder_name(self.name, self.sha256)}"
 
     def stage(self, market: str, stage: str, parts: dict, model_cls: type[A], make: Callable[[Path], A],
               store: ArtifactStore | None = None) -> Stored[A]:
@@ -123,6 +124,6 @@ class EpisodeContext:
         from locpipe.watermark.keys import load_key
         from locpipe.watermark.ledger import ledger_path
 
-        ledger = ledger_path(self.settings.ledger_path, work_dir=self.settings.work_dir).resolve()
+        ledger = ledger_path(self.settings.ledger_path).resolve()  # the house ledger unless --ledger
         export_file = self.export_folder(market, distributor) / f"{self.name}.mp4"
         return ForensicSpec(key=load_key(ledger, create=True), ledger=ledger, export_file=str(export_file))

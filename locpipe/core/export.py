@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from locpipe.artifacts import QCReport, RenderResult
+from locpipe.artifacts import QCCheck, QCReport, RenderResult
 from locpipe.config import Market
 from locpipe.core.context import EpisodeContext
 from locpipe.core.market import MarketPlan
@@ -32,9 +32,23 @@ def check_export(ctx: EpisodeContext, rec: Recognition, plan: MarketPlan, render
                            track=plan.track.model, dub=plan.dub.model if plan.dub else None)
         return qc.with_checks(report, [
             qc.speaker_check(rec.speakers), qc.background_check(plan.mix.model),
-            qc.forensic_check(video, result.forensic_payload, result.ab_member, ctx.forensic(market, distributor))])
+            qc.forensic_check(video, result.forensic_payload, result.ab_member, ctx.forensic(market, distributor)),
+            qc.source_subs_check(rec.onscreen, rec.transcript.model), *burned_text(ctx, rec, market, video)])
 
-    return ctx.stage(market.code, "qc", {"render": rendered.key, "speakers": rec.speakers_key}, QCReport, make, store)
+    return ctx.stage(market.code, "qc", {"render": rendered.key, "speakers": rec.speakers_key,
+                                         "source_text": qc.SOURCE_TEXT_FRAMES}, QCReport, make, store)
+
+
+def burned_text(ctx: EpisodeContext, rec: Recognition, market: Market, video: Path) -> list:
+    """The export-OCR check (``qc.source_text_check``) when OCR is on and can run here."""
+    if not ctx.settings.ocr:
+        return []
+    try:
+        ocr = ctx.resources.ocr(max(1, ctx.settings.asr.threads))
+    except Exception as exc:  # OCR is optional: say why the check did not run
+        return [QCCheck(name="source_text_readable", passed=True, value="not checked",
+                           detail=f"export OCR unavailable: {exc}")]
+    return [qc.source_text_check(video, market, rec.transcript.model, rec.onscreen, ocr)]
 
 
 def export_paths(folder: Path, episode: str, language: str) -> dict[str, Path]:

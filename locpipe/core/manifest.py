@@ -63,8 +63,10 @@ def merge_units(existing: dict, reports: list[EpisodeReport]) -> tuple[list[dict
     units = {(u["episode"], u["market"], u.get("distributor", "")): u for u in existing.get("units", [])}
     episodes = {e["episode"]: e for e in existing.get("episodes", [])}
     for rep in reports:
-        episodes[rep.episode] = {"episode": rep.episode, "source": rep.source, "sha256": rep.sha256,
-                                 "duration": rep.duration, "shared_stages": rep.shared_stages}
+        # "episode" is the export name (the file's own stem, changed only where a filesystem
+        # cannot hold it: locpipe.core.names); "source_name" is the file it came from
+        episodes[rep.episode] = {"episode": rep.episode, "source": rep.source, "source_name": Path(rep.source).name,
+                                 "sha256": rep.sha256, "duration": rep.duration, "shared_stages": rep.shared_stages}
         for unit in rep.units:
             units[(unit.episode, unit.market, unit.distributor)] = asdict(unit)
     return (sorted(episodes.values(), key=lambda e: e["episode"]),

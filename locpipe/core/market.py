@@ -18,7 +18,7 @@ from locpipe.core.context import EpisodeContext, as_stage, describe
 from locpipe.core.recognition import Recognition
 from locpipe.core.reports import UnitReport
 from locpipe.core.store import ArtifactStore, Stored
-from locpipe.errors import BackendUnavailable
+from locpipe.errors import BackendUnavailable, StageError
 from locpipe.localize import condense
 from locpipe.stages import segment, translate
 
@@ -56,17 +56,71 @@ def plan_market(ctx: EpisodeContext, rec: Recognition, market: Market, unit: Uni
     return MarketPlan(market=market, store=store, translation=translation, track=track, dub=dub, mix=mix)
 
 
+def data_policy(ctx: EpisodeContext, market: Market) -> str:
+    """"local-only" when the series bible or the market says so, else "any"."""
+    bible = ctx.bible
+    local = market.config.data_policy == "local-only" or (bible is not None and bible.data_policy == "local-only")
+    return "local-only" if local else "any"
+
+
 def translate_market(ctx: EpisodeContext, rec: Recognition, market: Market, unit: UnitReport,
                      store: ArtifactStore) -> Stored[Translation]:
+    """The market's translation by the first backend of its chain that can run and succeeds.
+
+    A backend that fails on the episode itself (the local model does not load, a request
+    times out, an answer never validates: ``BackendUnavailable``) is recorded in
+    ``unit.fallbacks`` and the next one in the chain is tried.
+    """
+    c = market.config
+    policy = data_policy(ctx, market)
+    unit.data_policy = policy
+    source = rec.transcript.model.language
+    names = list(c.translation.backends)
+    tried: list[str] = []
+    while True:
+        backend = choose_backend(names, source, c.language, make=lambda n: ctx.resources.mt(n, _threads(ctx)),
+                                 local_only=policy == "local-only", tried=tried)
+        try:
+            stored = _translate_with(ctx, rec, market, backend, store)
+        except StageError as exc:
+            if not isinstance(exc.__cause__, BackendUnavailable) or backend.name not in names:
+                raise
+            reason = f"{backend.name}: {exc.__cause__}"
+            log.warning("%s: translation by %s failed (%s); trying the next backend", market.code, backend.name,
+                        exc.__cause__)
+            tried.append(reason)
+            unit.fallbacks.append(reason)
+            names = names[names.index(backend.name) + 1:]
+            continue
+        break
+    route = backend.route(c.language)
+    unit.backends["translate"] = backend.version + (f" route={route}" if route != "direct" else "")
+    if policy == "local-only":
+        skipped = [n for n in c.translation.backends if ctx.resources.mt(n, _threads(ctx)).remote]
+        unit.data_note = (f"data_policy local-only: translated by {backend.name} on this machine"
+                          + (f"; skipped remote backend(s) {', '.join(skipped)}" if skipped else "")
+                          + "; no text or audio left the machine")
+    unit.tm_hits, unit.tm_misses = stored.model.tm_hits, stored.model.tm_misses
+    return stored
+
+
+def _threads(ctx: EpisodeContext) -> int:
+    """A model's thread share: the worker's inference threads (cores // --jobs)."""
+    return ctx.settings.asr.threads
+
+
+def _translate_with(ctx: EpisodeContext, rec: Recognition, market: Market, backend, store: ArtifactStore
+                    ) -> Stored[Translation]:
     from locpipe.localize.tm import TranslationMemory
 
     c = market.config
-    backend = choose_backend(c.translation.backends, rec.transcript.model.language, c.language, make=ctx.resources.mt)
     bible = ctx.bible
-    unit.backends["translate"] = backend.version
     parts = {"transcript": rec.transcript.key, "language": c.language, "backend": backend.name,
              "version": backend.version, "bible": bible.version if bible else None,
              "adaptation": c.adaptation.model_dump(), "notes": c.translation.notes}
+    route = backend.route(c.language)
+    if route != "direct":
+        parts["route"] = route
 
     def make(_folder: Path) -> Translation:
         tm_path = ctx.settings.tm_path or ctx.settings.work_dir / "tm.sqlite"
@@ -75,9 +129,7 @@ def translate_market(ctx: EpisodeContext, rec: Recognition, market: Market, unit
                 rec.transcript.model, c.language, backend, audio_16k=rec.audio_16k, bible=bible, tm=tm,
                 adaptation=c.adaptation, context={"notes": c.translation.notes})
 
-    stored = ctx.stage(market.code, "translate", parts, Translation, make, store)
-    unit.tm_hits, unit.tm_misses = stored.model.tm_hits, stored.model.tm_misses
-    return stored
+    return ctx.stage(market.code, "translate", parts, Translation, make, store)
 
 
 def segment_market(ctx: EpisodeContext, rec: Recognition, market: Market, translation: Stored[Translation],
@@ -109,13 +161,29 @@ def synthesize_market(ctx: EpisodeContext, rec: Recognition, market: Market, tra
     speakers, voices = casting(ctx, rec, market, choice.spec) if tts else ({}, {})
     if voices:
         parts["casting"] = {"speakers": speakers, "voices": {k: v.model_dump() for k, v in voices.items()}}
+    lexicon, cast_notes = spoken_names(ctx, market, bool(voices))
+    parts["lexicon"], parts["cast_notes"] = lexicon, cast_notes
     rewriters = rewriting_backends(ctx, market)
     parts["shorten"] = [b.version for b in rewriters] + [f"rules-v{condense.RULES_VERSION}"]
     shorten = condense.make_shortener(market.config.language, rewriters)
     return ctx.stage(market.code, "synthesize", parts, DubTrack,
                      lambda d: synthesize_dub(translation.model, market, rec.info.duration, d, tts, choice,
                                               speakers=speakers, voices=voices, shorten=shorten,
-                                              make_backend=ctx.resources.tts), store)
+                                              make_backend=ctx.resources.tts, lexicon=lexicon,
+                                              cast_notes=cast_notes), store)
+
+
+def spoken_names(ctx: EpisodeContext, market: Market, cast: bool) -> tuple[dict[str, str], list[str]]:
+    """(how the voice says the bible's names, notes on the series cast for QC); never fails the dub."""
+    from locpipe.localize.voices import bible_lexicon, market_cast_notes
+
+    try:
+        lexicon = bible_lexicon(ctx.bible, market.config.language)
+        notes = market_cast_notes(ctx.series_state, market.code, ctx.bible) if cast else []
+    except Exception as exc:  # a pronunciation slip must not cost the market its dub
+        log.warning("%s: bible names not respelled for the voice (%s)", market.code, describe(exc))
+        return {}, []
+    return lexicon, notes
 
 
 def casting(ctx: EpisodeContext, rec: Recognition, market: Market, default_spec: str) -> tuple[dict[int, str], dict]:
@@ -144,9 +212,13 @@ def casting(ctx: EpisodeContext, rec: Recognition, market: Market, default_spec:
 def rewriting_backends(ctx: EpisodeContext, market: Market) -> list:
     """The market's translation backends that can shorten a dub line and can run here."""
     found = []
+    local_only = data_policy(ctx, market) == "local-only"
     for name in market.config.translation.backends:
         try:
-            backend = ctx.resources.mt(name)
+            backend = ctx.resources.mt(name, _threads(ctx))
+            if local_only and backend.remote:
+                log.info("%s does not shorten dub lines: remote, and data_policy is local-only", name)
+                continue
             if backend.can_shorten:
                 backend.check_available()
                 found.append(backend)

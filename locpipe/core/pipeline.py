@@ -52,7 +52,7 @@ def run_episode(path: Path, settings: RunSettings, progress: ProgressFn | None =
                 resources: Resources | None = None) -> EpisodeReport:
     """Every stage of one episode for every market of ``settings`` (see the module docstring)."""
     progress, resources = progress or _quiet, resources or Resources()
-    name, ctx = episode_name(path), None
+    name, ctx = episode_name(path, windows=settings.windows_names), None
     try:
         progress(name, "", "ingest", "start")
         info = probe(path, settings.work_dir)
@@ -71,7 +71,8 @@ def run_episode(path: Path, settings: RunSettings, progress: ProgressFn | None =
 def transcribe_episode(path: Path, settings: RunSettings, resources: Resources | None = None) -> Transcript:
     """Only the shared stages (ingest, OCR, transcribe, speakers): for ``locpipe transcribe`` and the farm."""
     info = probe(path, settings.work_dir)
-    ctx = EpisodeContext(path, episode_name(path), info.sha256, settings, resources or Resources(), _quiet)
+    name = episode_name(path, windows=settings.windows_names)
+    ctx = EpisodeContext(path, name, info.sha256, settings, resources or Resources(), _quiet)
     return recognize(ctx, info).transcript.model
 
 
@@ -121,7 +122,10 @@ def _finish(ctx: EpisodeContext, rec: Recognition, unit: _Unit, rp: RenderPlan |
             with log_context(episode=ctx.name, market=rp.code):
                 rendered = render_market(ctx, rec, rp, prerendered.get(rp.code))
                 if rp.ab:  # the A/B base: each distributor's copy is assembled from it
-                    reports = [_copy_for(ctx, rec, rp, unit.report, rendered, d) for d in ctx.settings.distributors]
+                    names = ctx.settings.distributors if ctx.settings.copies is None else ctx.settings.copies
+                    reports = [_copy_for(ctx, rec, rp, unit.report, rendered, d) for d in names]
+                    if not names:  # the farm's A/B base unit: copies are units of their own
+                        unit.report.status, reports = "stopped", [unit.report]
                 else:
                     _qc_and_publish(ctx, rec, rp, unit.report, rendered, ctx.own_distributor, unit.store)
         except StageError as err:

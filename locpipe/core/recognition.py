@@ -110,7 +110,7 @@ def read_source_subs(ctx: EpisodeContext, info: MediaInfo, on_run) -> Stored[Sou
     except ImportError as exc:  # OCR is an optional capability: the episode goes on without it
         log.warning("burned-in subtitle OCR unavailable (%s): pip install rapidocr-onnxruntime", exc)
         return None
-    opts = source_subs.SourceSubsOptions(threads=split_threads(ctx)[1])
+    opts = source_subs.SourceSubsOptions(threads=split_threads(ctx)[1], band_override=given_band(ctx))
     parts = {"sha256": info.sha256, "options": opts.model_dump(exclude={"threads"}),
              "backend": source_subs.BACKEND, "model": source_subs.MODEL}
 
@@ -120,6 +120,26 @@ def read_source_subs(ctx: EpisodeContext, info: MediaInfo, on_run) -> Stored[Sou
         return source_subs.detect_source_subtitles(info, opts, ocr=ctx.resources.ocr(opts.threads))
 
     return ctx.stage("", "source_subs", parts, SourceSubtitles, make)
+
+
+#: per-series settings beside the episodes (locpipe.config.models.SeriesSettings)
+SERIES_FILE = "series.yaml"
+
+
+def given_band(ctx: EpisodeContext) -> tuple[float, float] | None:
+    """The operator's subtitle band: ``--subtitle-band``, else ``subtitle_band`` in the
+    series folder's series.yaml, else None (detected). A bad file is a configuration error
+    naming it."""
+    if ctx.settings.subtitle_band:
+        return ctx.settings.subtitle_band
+    path = ctx.path.resolve().parent / SERIES_FILE
+    if not path.is_file():
+        return None
+    from locpipe.config import read_yaml, validate
+    from locpipe.config.models import SeriesSettings
+
+    settings = validate(SeriesSettings, path, read_yaml(path))
+    return settings.subtitle_band  # type: ignore[attr-defined]
 
 
 def asr_key_options(opts: ASROptions) -> dict:

@@ -22,11 +22,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from locpipe.artifacts import ABBase, RenderResult
-from locpipe.core.context import EpisodeContext, describe
+from locpipe.core.context import EpisodeContext, as_stage, describe
 from locpipe.core.market import MarketPlan
 from locpipe.core.recognition import Recognition
 from locpipe.core.store import ArtifactStore, StageRecord, Stored
 from locpipe.render import ab, encode
+from locpipe.render.mask import MASK_VERSION, place_subtitles
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ def plan_render(ctx: EpisodeContext, rec: Recognition, plan: MarketPlan, export_
         "source": rec.info.sha256, "segment": plan.track.key, "mix": plan.mix.key,
         "profile": plan.market.profile.model_dump(), "style": c.subtitles.model_dump(),
         "watermark": c.watermark.model_dump(), "distributor": ctx.settings.distributor,
-        "export_id": export_id, "source_subs": rec.source_subs_key}
+        "export_id": export_id, "source_subs": rec.source_subs_key,
+        "source_mask": [MASK_VERSION, c.source_subtitles.model_dump()]}
     if len(ctx.settings.distributors) > 1:  # A/B base: the same for every distributor
         from locpipe.watermark.ab import AB_VERSION
 
@@ -136,8 +138,16 @@ def _run_shared(ctx: EpisodeContext, rec: Recognition, due: list[RenderPlan], sc
     return {rp.code: Prerendered(folder, result) for rp, folder, result in zip(due, folders, results)}
 
 
+def placed(rec: Recognition, rp: RenderPlan) -> RenderPlan:
+    """``rp`` with its market's subtitles moved onto the source's subtitle band (style
+    ``position: source-band``; see locpipe.render.mask.place_subtitles)."""
+    market = place_subtitles(rp.plan.market, rec.onscreen, rec.info)
+    return rp if market is rp.plan.market else replace(rp, plan=replace(rp.plan, market=market))
+
+
 def _prepare_task(ctx: EpisodeContext, rec: Recognition, rp: RenderPlan, out_dir: Path) -> encode.Prepared:
     """A market's task in the shared run: its A/B base, or its one export."""
+    rp = placed(rec, rp)
     if rp.ab:
         return ab.prepare_base(rec.info, base_job(ctx, rp, out_dir))
     return encode.prepare_export(rec.info, export_job(ctx, rp, out_dir))
@@ -158,13 +168,31 @@ def render_market(ctx: EpisodeContext, rec: Recognition, rp: RenderPlan, pre: Pr
             return _adopt(pre, d)
         return encode.run_shared(rec.info, [_prepare_task(ctx, rec, rp, d)], source_subs=rec.onscreen)[0]
 
-    return ctx.stage(rp.code, rp.stage, rp.parts, ABBase if rp.ab else RenderResult, make, rp.plan.store)
+    stored = ctx.stage(rp.code, rp.stage, rp.parts, ABBase if rp.ab else RenderResult, make, rp.plan.store)
+    _finalize_payload(ctx, rp, stored.model)
+    return stored
+
+
+def _finalize_payload(ctx: EpisodeContext, rp: RenderPlan, result: object) -> None:
+    """The render is complete (made or cached): its forensic payload is final in the ledger.
+    Until then it is pending, so a render killed mid-way leaves a payload the next issue of
+    the same export takes over (or the ledger voids), never a second serial beside it."""
+    hex_ = (result.batch_payload if isinstance(result, ABBase)
+            else result.forensic_payload if isinstance(result, RenderResult) else "")
+    forensic = ctx.forensic(rp.plan.market, None if rp.ab else ctx.own_distributor)
+    if not hex_ or forensic is None:
+        return
+    from locpipe.watermark.ledger import Ledger
+    from locpipe.watermark.payload import Payload
+
+    with as_stage(rp.stage):
+        Ledger(forensic.ledger).finalize(Payload.from_hex(hex_))
 
 
 def assemble_copy(ctx: EpisodeContext, rec: Recognition, rp: RenderPlan, base: Stored[ABBase], distributor: str,
                   export_id: str, store: ArtifactStore) -> Stored[RenderResult]:
     """One distributor's copy of an A/B market: its windows rendered, the rest stream-copied."""
-    p = rp.plan
+    p = placed(rec, rp).plan
     parts = {"base": base.key, "distributor": distributor, "export_id": export_id, "segment": p.track.key,
              "windows": p.market.config.watermark.model_dump()}
     job = ab.DistributorJob(p.market, base.model, base.dir, p.track.model, p.track.dir, ctx.name, distributor,

@@ -36,6 +36,12 @@ class UnitReport:
     #: translation memory lookups for this unit
     tm_hits: int = 0
     tm_misses: int = 0
+    #: "any" or "local-only" (series bible or market); with local-only, ``data_note`` says which
+    #: remote backends were skipped and that no text or audio left the machine
+    data_policy: str = "any"
+    data_note: str = ""
+    #: backends that failed on this unit before the one used (name: reason), in order
+    fallbacks: list[str] = field(default_factory=list)
 
 
 @dataclass

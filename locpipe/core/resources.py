@@ -63,10 +63,17 @@ class Resources:
 
         return self._get("ocr", "rapidocr", threads, lambda: OCR.create("rapidocr", threads))
 
-    def mt(self, name: str) -> TranslationBackend:
+    def mt(self, name: str, threads: int | None = None) -> TranslationBackend:
+        """A translation engine; ``threads`` is the worker's CPU share for a model run here (the
+        local LLM), given when the engine is made (one engine per name: the model loads once)."""
         from locpipe.backends.mt.base import get_mt_backend
 
-        return self._get("mt", name, None, lambda: get_mt_backend(name))
+        def make() -> TranslationBackend:
+            backend = get_mt_backend(name)
+            backend.configure_threads(threads)
+            return backend
+
+        return self._get("mt", name, None, make)
 
     def tts(self, name: str) -> TTSBackend:
         from locpipe.backends.tts.base import get_tts_backend

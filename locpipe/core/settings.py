@@ -41,16 +41,25 @@ class RunSettings:
     config_dir: Path | None = None
     #: translation memory shared across episodes (default WORK_DIR/tm.sqlite)
     tm_path: Path | None = None
-    #: forensic watermark ledger (default $LOCPIPE_LEDGER, else WORK_DIR/forensic-ledger.sqlite)
+    #: forensic watermark ledger; None: the house ledger (locpipe.watermark.ledger.ledger_location)
     ledger_path: Path | None = None
     #: label cues by speaker (locpipe.stages.speakers) and give each its own voice (locpipe.localize.voices)
     speakers: bool = True
     #: end each market's work when this stage is due ("render": the farm's tts phase leaves
     #: rendering to render nodes); the unit is then "stopped", its earlier stages cached
     stop_before: str | None = None
+    #: with several distributors: whose A/B copies to assemble (None: every distributor's;
+    #: (): none, the A/B base only, the unit "stopped"): the farm renders the base once per
+    #: market and each distributor's copy as its own small unit
+    copies: tuple[str, ...] | None = None
     #: logging of worker processes (``--jobs``, the daemon's child): the CLI's own level and format
     log_level: str = "INFO"
     log_format: str = "text"
+    #: export names valid on Windows shares too (``<>:"\\|?*`` replaced; locpipe.core.names)
+    windows_names: bool = False
+    #: the operator's burned-in subtitle band (top, bottom) as fractions of the height
+    #: (``--subtitle-band``), for a style the detector misses; None: detect it
+    subtitle_band: tuple[float, float] | None = None
 
 
 def distributor_fields(names: Sequence[str]) -> dict:
@@ -65,7 +74,9 @@ def build_settings(*, out_dir: Path, work_dir: Path, markets: Sequence = (),
                    asr_model: str | None = None, asr_threads: int | None = None,
                    ocr: bool = True, bible: Path | None = None, tm: Path | None = None, ledger: Path | None = None,
                    config_dir: Path | None = None, log_level: str = "INFO", log_format: str = "text",
-                   stop_before: str | None = None, distributor_folder: bool = False):
+                   stop_before: str | None = None, distributor_folder: bool = False,
+                   copies: Sequence[str] | None = None, windows_names: bool = False,
+                   subtitle_band: tuple[float, float] | None = None):
     """The one mapping of run option values onto ``RunSettings`` (paths are taken as given).
 
     ``asr_threads`` None keeps ASROptions' default; threads are not part of the transcript's
@@ -76,4 +87,5 @@ def build_settings(*, out_dir: Path, work_dir: Path, markets: Sequence = (),
                        **distributor_fields(distributors), asr_backend=asr_backend, asr=asr, ocr=ocr,
                        bible_path=bible, config_dir=config_dir, tm_path=tm, ledger_path=ledger,
                        stop_before=stop_before, log_level=log_level, log_format=log_format,
-                       distributor_folder=distributor_folder)
+                       distributor_folder=distributor_folder, copies=None if copies is None else tuple(copies),
+                       windows_names=windows_names, subtitle_band=subtitle_band)

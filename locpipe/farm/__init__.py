@@ -6,9 +6,10 @@ render(unit)] for every market (``app``): GPU nodes take the ``asr`` queue, CPU 
 ``tts`` and ``render``. Workers run the ordinary pipeline with the stage cache on a shared
 work dir, so each phase resumes where the last one ended, on whichever machine.
 
-Why this shape: Celery gives at-least-once delivery (late acks, redelivery of a dead
-worker's unit, retries with back-off); the farm makes the effect exactly once on the shared
-path (``phases``, ``state``): a per-unit lock, a no-op for a unit whose outputs and record
+Why this shape: Celery gives at-least-once delivery (late acks, retries with back-off; a
+dead worker's units come back through its expired lease, ``lease``); the farm makes the
+effect exactly once on the shared path (``phases``, ``state``): a per-unit lock, a no-op
+for a unit whose outputs and record
 are complete, exports written temp-then-rename under deterministic names, and one record
 per unit as the commit point, from which ``manifest.json`` is merged.
 

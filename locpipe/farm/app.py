@@ -8,9 +8,15 @@ Reliability settings and why:
   after ``visibility_timeout``;
 * ``worker_prefetch_multiplier=1``: a worker holds only the unit it runs, so a slow render
   does not sit on units another node could take;
-* the visibility timeout is above the longest stage (see ``FarmSettings``); retries use
-  back-off below it; the broker connection is retried without limit and publishing (the next
-  phase of a chain, a retry) is retried for minutes, so a Redis restart delays work only.
+* a whole worker (or machine) that dies is noticed through its lease
+  (``locpipe.farm.lease``: a heartbeat key with a TTL, renewed by a thread of the worker's
+  main process, and a reaper in every worker that requeues the messages held by workers
+  whose lease expired): its units run again elsewhere within ``lease_ttl + reap_interval``
+  seconds, not after the visibility timeout;
+* the visibility timeout stays above the longest stage (see ``FarmSettings``), as a
+  backstop; retries use back-off below it; the broker connection is retried without limit
+  and publishing (the next phase of a chain, a retry) is retried for minutes, so a Redis
+  restart delays work only.
 
 Routing: ``asr`` (GPU nodes), ``tts`` and ``render`` (CPU nodes); a unit is the chain
 asr(episode) -> [tts(unit) -> render(unit)] for each market.
@@ -100,28 +106,76 @@ def make_app(settings: FarmSettings) -> Celery:
 
     @app.task(name=TASK_ASR, bind=True, max_retries=None)
     def asr(self, episode: dict) -> str:
-        return finish(self, phases.asr_phase(settings, EpisodeSpec.model_validate(episode), resources))
+        return finish(self, phases.asr_phase(settings, EpisodeSpec.model_validate(episode), resources,
+                                             node=self.request.hostname or ""))
 
     @app.task(name=TASK_TTS, bind=True, max_retries=None)
     def tts(self, unit: dict) -> str:
-        return finish(self, phases.tts_phase(settings, UnitSpec.model_validate(unit), resources))
+        return finish(self, phases.tts_phase(settings, UnitSpec.model_validate(unit), resources,
+                                             node=self.request.hostname or ""))
 
     @app.task(name=TASK_RENDER, bind=True, max_retries=None)
     def render(self, unit: dict) -> str:
-        return finish(self, phases.render_phase(settings, UnitSpec.model_validate(unit), resources))
+        return finish(self, phases.render_phase(settings, UnitSpec.model_validate(unit), resources,
+                                                node=self.request.hostname or ""))
 
     @app.task(name=TASK_DRILL, bind=True, max_retries=None)
     def drill(self, spec: dict) -> str:
-        return finish(self, phases.drill_phase(settings, DrillSpec.model_validate(spec)))
+        return finish(self, phases.drill_phase(settings, DrillSpec.model_validate(spec),
+                                               node=self.request.hostname or ""))
 
+    _connect_lease(app, settings)
     return app
 
 
+def _connect_lease(app: Celery, settings: FarmSettings) -> None:
+    """The worker's lease (``locpipe.farm.lease``): started in the worker's main process before
+    it consumes; every message it receives is recorded as held by it; dropped on warm shutdown."""
+    from celery import signals
+
+    from locpipe.farm import lease as leases
+
+    held: dict[str, leases.Lease] = {}
+
+    @signals.worker_init.connect(weak=False)
+    def start_lease(sender=None, **_kw) -> None:
+        if getattr(sender, "app", None) is app:
+            held["lease"] = leases.Lease(settings.broker_url, sender.hostname, ttl=settings.lease_ttl,
+                                         reap_interval=settings.reap_interval).start()
+
+    @signals.task_received.connect(weak=False)
+    def record(sender=None, request=None, **_kw) -> None:
+        lease = held.get("lease")
+        if lease is None or request is None:
+            return
+        try:
+            leases.record_delivery(lease.client, lease.node, request.message.delivery_tag, leases.unit_of(request.args),
+                                   request.task_name)
+        except Exception as exc:  # unrecorded: after lease_ttl a reaper requeues it even though we live; the
+            # duplicate finds the unit locked (busy) or done (no-op): wasted, never wrong
+            log.warning("delivery of %s not recorded in the lease table: %s", request.task_name, exc)
+
+    @signals.worker_shutdown.connect(weak=False)
+    def stop_lease(sender=None, **_kw) -> None:
+        lease = held.pop("lease", None)
+        if lease is not None:
+            lease.stop()
+
+
 def episode_signature(app: Celery, episode: EpisodeSpec):
-    """asr(episode), then tts -> render for each of its markets in parallel."""
-    per_market = [chain(app.signature(TASK_TTS, args=(u.model_dump(mode="json"),), immutable=True),
-                        app.signature(TASK_RENDER, args=(u.model_dump(mode="json"),), immutable=True))
-                  for u in episode.units]
+    """asr(episode), then per market in parallel: tts -> render of each unit; with several
+    distributors tts -> render of the market's A/B base -> the distributors' copy units in parallel."""
+    def sig(task: str, unit: UnitSpec):
+        return app.signature(task, args=(unit.model_dump(mode="json"),), immutable=True)
+
+    per_market = []
+    for base, units in episode.market_plans():
+        if base is None:
+            per_market += [chain(sig(TASK_TTS, u), sig(TASK_RENDER, u)) for u in units]
+        else:
+            copies = [sig(TASK_RENDER, u) for u in units]
+            per_market.append(chain(sig(TASK_TTS, base), sig(TASK_RENDER, base),
+                                    group(copies) if len(copies) > 1 else copies[0]))
     asr = app.signature(TASK_ASR, args=(episode.model_dump(mode="json"),), immutable=True)
     return chain(asr, group(per_market)) if len(per_market) > 1 else chain(asr, per_market[0])
 

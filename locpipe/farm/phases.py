@@ -36,7 +36,7 @@ from locpipe.core.names import distributor_folder
 from locpipe.core.resources import Resources
 from locpipe.core.store import atomic_write_text
 from locpipe.farm.settings import FarmSettings
-from locpipe.farm.state import FarmState, UnitRecord, is_complete, source_stat, worker_name
+from locpipe.farm.state import FarmState, UnitRecord, is_complete, now, source_stat, worker_name
 from locpipe.farm.units import DrillSpec, EpisodeSpec, UnitSpec, run_settings
 
 log = logging.getLogger(__name__)
@@ -61,12 +61,15 @@ class Outcome:
 
 def run_phase(state: FarmState, settings: FarmSettings, rec_id: str, phase: str, init: Callable[[], UnitRecord],
               work: Callable[[UnitRecord, int], str | None], *, complete: Callable[[UnitRecord], bool] = is_complete,
-              on_dead: Callable[[UnitRecord, str], None] | None = None, unit: dict | None = None) -> Outcome:
+              on_dead: Callable[[UnitRecord, str], None] | None = None, unit: dict | None = None,
+              node: str = "") -> Outcome:
     """Run ``work(record, attempt)`` once for ``rec_id`` under its lock; it returns an error or None.
 
     ``work`` may update the record (outputs, commits); the record is saved after it. The
     attempt is counted before the work starts, so a worker killed mid-phase uses one up and
-    a unit that keeps killing its workers is dead-lettered after ``max_attempts``.
+    a unit that keeps killing its workers is dead-lettered after ``max_attempts``. ``node``
+    (the Celery node name) goes into the record: ``farm status`` checks that node's lease to
+    tell a running unit from a lost one.
     """
     try:
         with state.lock(rec_id):
@@ -86,13 +89,16 @@ def run_phase(state: FarmState, settings: FarmSettings, rec_id: str, phase: str,
                 return _dead(state, rec, phase, rec.error or f"worker lost {attempt - 1} times during {phase}",
                              unit, on_dead)
             rec.status, rec.phase, rec.worker, rec.pid, rec.error = "running", phase, worker_name(), os.getpid(), ""
+            rec.node, rec.started = node, now()
             state.save(rec)
             log.info("%s: %s attempt %d/%d on %s", rec_id, phase, attempt, settings.max_attempts, rec.worker)
+            t0 = time.monotonic()
             try:
                 error = work(rec, attempt)
             except Exception as exc:
                 error = describe(exc)
                 log.debug("%s: %s traceback:\n%s", rec_id, phase, traceback.format_exc())
+            rec.phase_seconds[phase] = round(time.monotonic() - t0, 3)
             if error:
                 rec.error = error
                 if attempt >= settings.max_attempts:
@@ -123,15 +129,26 @@ def _dead(state: FarmState, rec: UnitRecord, phase: str, error: str, unit: dict 
     return Outcome("dead", message=error)
 
 
+def new_record(spec: UnitSpec) -> UnitRecord:
+    """A fresh record of a unit (what ``submit`` writes as "queued")."""
+    return UnitRecord(unit_id=spec.unit_id, episode=spec.episode, market=spec.market, distributor=spec.distributor,
+                      config_hash=spec.config_hash, source=spec.source, role=spec.role)
+
+
+def episode_record(episode: EpisodeSpec) -> UnitRecord:
+    """A fresh record of an episode's shared asr phase."""
+    return UnitRecord(unit_id=episode.key, episode=episode.episode, source=episode.source, role="asr")
+
+
 def _new_record(spec: UnitSpec) -> Callable[[], UnitRecord]:
-    return lambda: UnitRecord(unit_id=spec.unit_id, episode=spec.episode, market=spec.market,
-                              distributor=spec.distributor, config_hash=spec.config_hash, source=spec.source)
+    return lambda: new_record(spec)
 
 
 # --------------------------------------------------------------------------- phases
 
 
-def asr_phase(settings: FarmSettings, episode: EpisodeSpec, resources: Resources | None = None) -> Outcome:
+def asr_phase(settings: FarmSettings, episode: EpisodeSpec, resources: Resources | None = None, *,
+              node: str = "") -> Outcome:
     """Ingest, burned-in subtitle OCR and transcription, once for all of the episode's markets."""
     if not episode.units:
         return Outcome("noop")
@@ -147,11 +164,11 @@ def asr_phase(settings: FarmSettings, episode: EpisodeSpec, resources: Resources
         return None
 
     def all_done(_rec: UnitRecord) -> bool:
-        return all(is_complete(state.load(u.unit_id) or _new_record(u)()) for u in episode.units)
+        return all(is_complete(state.load(u.unit_id) or new_record(u)) for u in episode.units)
 
     def fail_units(rec: UnitRecord, phase: str) -> None:
         """The episode cannot be transcribed: each of its units is dead-lettered with that reason."""
-        for spec in episode.units:
+        for spec in (*episode.bases, *episode.units):
             try:
                 with state.lock(spec.unit_id):
                     unit_rec = state.load(spec.unit_id) or _new_record(spec)()
@@ -160,12 +177,12 @@ def asr_phase(settings: FarmSettings, episode: EpisodeSpec, resources: Resources
             except Busy:
                 continue
 
-    init = lambda: UnitRecord(unit_id=episode.key, episode=episode.episode, source=episode.source)  # noqa: E731
-    return run_phase(state, settings, episode.key, "asr", init, work, complete=all_done, on_dead=fail_units,
-                     unit=episode.model_dump(mode="json"))
+    return run_phase(state, settings, episode.key, "asr", lambda: episode_record(episode), work, complete=all_done,
+                     on_dead=fail_units, unit=episode.model_dump(mode="json"), node=node)
 
 
-def tts_phase(settings: FarmSettings, spec: UnitSpec, resources: Resources | None = None) -> Outcome:
+def tts_phase(settings: FarmSettings, spec: UnitSpec, resources: Resources | None = None, *,
+              node: str = "") -> Outcome:
     """Translate, segment, synthesize and mix one market: the pipeline up to its render stage."""
     state = FarmState(spec.out_dir)
 
@@ -175,11 +192,17 @@ def tts_phase(settings: FarmSettings, spec: UnitSpec, resources: Resources | Non
         report = run_episode(Path(spec.source), run_settings(spec, stop_before="render"), resources=resources)
         return _unit_error(report, done="stopped")
 
-    return run_phase(state, settings, spec.unit_id, "tts", _new_record(spec), work, unit=spec.model_dump(mode="json"))
+    complete = base_complete if spec.role == "ab-base" else is_complete
+    return run_phase(state, settings, spec.unit_id, "tts", _new_record(spec), work, complete=complete,
+                     unit=spec.model_dump(mode="json"), node=node)
 
 
-def render_phase(settings: FarmSettings, spec: UnitSpec, resources: Resources | None = None) -> Outcome:
-    """Render, QC and export one market, then commit the unit and merge the manifest."""
+def render_phase(settings: FarmSettings, spec: UnitSpec, resources: Resources | None = None, *,
+                 node: str = "") -> Outcome:
+    """Render, QC and export one market, then commit the unit and merge the manifest; an A/B
+    base unit renders the market's base only (its copies are units of their own)."""
+    if spec.role == "ab-base":
+        return _base_phase(settings, spec, resources, node)
     state = FarmState(spec.out_dir)
     committed: list = []
 
@@ -216,12 +239,43 @@ def render_phase(settings: FarmSettings, spec: UnitSpec, resources: Resources | 
             _merge(state, run_settings(spec), rec)
 
     outcome = run_phase(state, settings, spec.unit_id, "render", _new_record(spec), work, on_dead=record_failure,
-                        unit=spec.model_dump(mode="json"))
+                        unit=spec.model_dump(mode="json"), node=node)
     if committed:
         rec = state.load(spec.unit_id)
         if rec is not None:
             _merge(state, committed[0], rec)
     return outcome
+
+
+def _base_phase(settings: FarmSettings, spec: UnitSpec, resources: Resources | None, node: str) -> Outcome:
+    """The market's A/B base (variants A and B, the batch payload), once for all its distributors.
+
+    Done means the base is in the stage cache (``render_ab``): the record has no outputs of
+    its own, so "complete" is its status plus the same source; a base whose cache entry was
+    removed is rendered again by the first copy unit that needs it (the pipeline does that).
+    """
+    state = FarmState(spec.out_dir)
+
+    def work(rec: UnitRecord, _attempt: int) -> str | None:
+        from locpipe.core.pipeline import run_episode
+
+        stat = source_stat(spec.source)
+        report = run_episode(Path(spec.source), run_settings(spec), resources=resources)
+        error = _unit_error(report, done="stopped")
+        if error:
+            return error
+        rec.source_stat, rec.status, rec.phase = stat, "ok", "render"
+        rec.commits += 1
+        return None
+
+    return run_phase(state, settings, spec.unit_id, "render", _new_record(spec), work, complete=base_complete,
+                     unit=spec.model_dump(mode="json"), node=node)
+
+
+def base_complete(rec: UnitRecord) -> bool:
+    """An A/B base unit is done when its render phase committed from the same source."""
+    same_source = rec.source_stat is None or source_stat(rec.source) == tuple(rec.source_stat)
+    return rec.status == "ok" and rec.phase == "render" and same_source
 
 
 def _merge(state: FarmState, run, rec: UnitRecord) -> None:
@@ -265,7 +319,7 @@ def remove_stale_temporaries(folder: Path, episode: str, language: str) -> int:
 # --------------------------------------------------------------------------- drill
 
 
-def drill_phase(settings: FarmSettings, spec: DrillSpec) -> Outcome:
+def drill_phase(settings: FarmSettings, spec: DrillSpec, *, node: str = "") -> Outcome:
     """A stand-in unit with the same protocol: for failure drills of the farm itself."""
     state = FarmState(spec.out_dir)
     output = Path(spec.out_dir) / "drill" / f"{spec.unit_id}.txt"
@@ -281,5 +335,6 @@ def drill_phase(settings: FarmSettings, spec: DrillSpec) -> Outcome:
         rec.status, rec.phase = "ok", "drill"
         return None
 
-    init = lambda: UnitRecord(unit_id=spec.unit_id, episode=spec.unit_id, market="drill")  # noqa: E731
-    return run_phase(state, settings, spec.unit_id, "drill", init, work, unit=spec.model_dump(mode="json"))
+    init = lambda: UnitRecord(unit_id=spec.unit_id, episode=spec.unit_id, market="drill", role="drill")  # noqa: E731
+    return run_phase(state, settings, spec.unit_id, "drill", init, work, unit=spec.model_dump(mode="json"),
+                     node=node)

@@ -25,7 +25,8 @@ class FarmSettings:
     broker_url: str
     #: seconds a delivered, unacknowledged unit stays invisible before Redis hands it to
     #: another worker: must exceed the longest stage a task runs (a 10-minute 1080p render
-    #: plus headroom), or a slow unit is started twice (harmless, idempotent, but wasted)
+    #: plus headroom), or a slow unit is started twice (harmless, idempotent, but wasted).
+    #: Only a backstop now: a dead worker's units come back through its expired lease
     visibility_timeout: float = 6 * 3600.0
     #: how often each worker sweeps for units whose visibility timeout has expired
     restore_interval: float = 60.0
@@ -38,6 +39,11 @@ class FarmSettings:
     busy_delay: float = 15.0
     #: pool processes are replaced after this many tasks: models and native memory are freed
     max_tasks_per_child: int = 1
+    #: a worker's lease (``locpipe.farm.lease``) lives this long unless its heartbeat renews it
+    #: (every third of it); a dead worker's units are requeued after at most lease_ttl + reap_interval
+    lease_ttl: float = 30.0
+    #: how often each worker's reaper looks for units whose worker's lease expired
+    reap_interval: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.broker_url:
@@ -50,6 +56,9 @@ class FarmSettings:
             raise ConfigError("LOCPIPE_FARM_MAX_ATTEMPTS", "", "must be at least 1")
         if min(self.visibility_timeout, self.restore_interval, self.busy_delay) <= 0 or self.retry_base < 0:
             raise ConfigError("LOCPIPE_FARM_*", "", "timeouts and delays must be positive")
+        if self.lease_ttl < 1 or self.reap_interval <= 0 or self.reap_interval > self.lease_ttl:
+            raise ConfigError("LOCPIPE_FARM_LEASE_TTL", "", f"lease TTL ({self.lease_ttl:g}s) must be at least 1s and "
+                                                            f"at least the reap interval ({self.reap_interval:g}s)")
         if self.retry_max >= self.visibility_timeout or self.busy_delay >= self.visibility_timeout:
             # a retry waiting for its countdown is held unacknowledged by a worker: a countdown
             # past the visibility timeout would be redelivered while it still waits
@@ -71,6 +80,8 @@ ENV = {
     "LOCPIPE_FARM_RETRY_MAX": "retry_max",
     "LOCPIPE_FARM_BUSY_DELAY": "busy_delay",
     "LOCPIPE_FARM_MAX_TASKS_PER_CHILD": "max_tasks_per_child",
+    "LOCPIPE_FARM_LEASE_TTL": "lease_ttl",
+    "LOCPIPE_FARM_REAP_INTERVAL": "reap_interval",
 }
 
 

@@ -53,6 +53,14 @@ class UnitRecord(BaseModel):
     #: queued | running | retry | ok | failed (failed = dead-lettered)
     status: str = "queued"
     phase: str = ""
+    #: export | ab-base | ab-copy | asr (``UnitSpec.role``; asr: an episode's shared phase)
+    role: str = "export"
+    #: when the current (or last) phase started, and on which Celery node (its lease names it)
+    started: str = ""
+    node: str = ""
+    #: wall seconds of each finished phase (the benchmark's per-distributor cost comes from these)
+    phase_seconds: dict[str, float] = Field(default_factory=dict)
+    submitted: str = ""
     attempts: dict[str, int] = Field(default_factory=dict)
     #: completed executions that published outputs; exactly-once means this stays 1
     commits: int = 0
@@ -151,6 +159,19 @@ class FarmState:
                 "worker": worker_name(), "time": now(), "unit": unit}
         atomic_write_text(path, json.dumps(body, indent=1, ensure_ascii=False))
         return path
+
+    def mark_submitted(self, rec: UnitRecord) -> bool:
+        """A unit just queued by ``submit``: recorded as queued so ``farm status`` lists it before
+        any worker has seen it. A unit already known (running, done, retrying) is left as it is."""
+        try:
+            with self.lock(rec.unit_id):
+                if self.load(rec.unit_id) is not None:
+                    return False
+                rec.submitted = now()
+                self.save(rec)
+                return True
+        except Busy:
+            return False
 
     def reset_failed(self, unit_id: str) -> bool:
         """A resubmitted dead-lettered unit starts with fresh attempts; True if it was reset."""

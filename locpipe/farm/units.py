@@ -37,14 +37,21 @@ class UnitSpec(BaseModel):
     work_dir: str
     config_dir: str
     ocr: bool = True
+    #: the operator's burned-in subtitle band (``--subtitle-band``), None: detected
+    subtitle_band: tuple[float, float] | None = None
     asr_backend: str = "faster-whisper"
     asr_model: str | None = None
     bible: str | None = None
     tm: str | None = None
     ledger: str | None = None
     #: the series goes to several distributors: this unit's export goes to
-    #: OUT/<market>/<distributor>/ (one full export each, the layout of ``locpipe run``'s A/B copies)
+    #: OUT/<market>/<distributor>/ (the layout of ``locpipe run``'s A/B copies)
     distributor_folder: bool = False
+    #: ``export`` (one full render), ``ab-base`` (the market's A/B base, once for all its
+    #: distributors) or ``ab-copy`` (one distributor's windows + assembly from the base)
+    role: str = "export"
+    #: every distributor of the market's A/B batch (A/B roles only)
+    distributors: tuple[str, ...] = ()
 
 
 class EpisodeSpec(BaseModel):
@@ -54,12 +61,21 @@ class EpisodeSpec(BaseModel):
 
     episode: str
     source: str
+    #: the exports: one per market (and distributor); with several distributors, the A/B copies
     units: tuple[UnitSpec, ...]
+    #: with several distributors: one A/B base unit per market, rendered before its copies
+    bases: tuple[UnitSpec, ...] = ()
 
     @property
     def key(self) -> str:
         """Lock and state name of the episode's shared (asr) phase."""
         return f"{self.episode}--asr"
+
+    def market_plans(self) -> list[tuple[UnitSpec | None, list[UnitSpec]]]:
+        """Per market, in order: (its A/B base or None, the export units that follow it)."""
+        bases = {b.market: b for b in self.bases}
+        markets = list(dict.fromkeys(u.market for u in self.units))
+        return [(bases.get(m), [u for u in self.units if u.market == m]) for m in markets]
 
 
 class DrillSpec(BaseModel):
@@ -78,6 +94,12 @@ def unit_id(episode: str, market: str, distributor: str, cfg_hash: str) -> str:
     """Readable and deterministic: ``ep001--us--3f2a9c0d1e``; the hash covers distributor and config."""
     digest = hashlib.sha256(f"{distributor}|{cfg_hash}".encode()).hexdigest()[:10]
     return f"{episode}--{market}--{digest}"
+
+
+def base_unit_id(episode: str, market: str, cfg_hash: str) -> str:
+    """The market's A/B base: ``ep001--us--3f2a9c0d1e--ab`` (no distributor: one base serves all)."""
+    digest = hashlib.sha256(f"ab-base\x00{cfg_hash}".encode()).hexdigest()[:10]
+    return f"{episode}--{market}--{digest}--ab"
 
 
 def plan_units(inputs: list[Path], market_codes: list[str], *, out_dir: Path, work_dir: Path, config_dir: Path,
@@ -101,9 +123,9 @@ def plan_series(inputs: list[Path], settings) -> list[EpisodeSpec]:
     """Every episode x market x distributor of the inputs under ``settings`` (a RunSettings),
     validated (names unique) before anything is queued.
 
-    The farm renders one full export per distributor (no A/B encode: each unit is rendered
-    on its own node), so several distributors make one unit each; their exports go to
-    OUT/<market>/<distributor>/, as ``locpipe run`` puts its A/B copies.
+    Several distributors are rendered as ``locpipe run`` does (A/B): per market one base unit
+    (variants A and B, once) and per distributor a small copy unit (its visible-text windows
+    and a stream-copy assembly), exported into OUT/<market>/<distributor>/.
     """
     from locpipe.core.batch import check_unique_names, discover_episodes
     from locpipe.core.names import episode_name
@@ -114,23 +136,34 @@ def plan_series(inputs: list[Path], settings) -> list[EpisodeSpec]:
     plans = []
     for path in episodes:
         name, source = episode_name(path), str(path.resolve())
-        units = tuple(_unit(name, source, market, d, settings, several=len(names) > 1)
+        ab = len(names) > 1
+        role = "ab-copy" if ab else "export"
+        units = tuple(_unit(name, source, market, d, settings, role=role, names=names)
                       for market in settings.markets for d in names)
-        plans.append(EpisodeSpec(episode=name, source=source, units=units))
+        bases = tuple(_unit(name, source, market, "", settings, role="ab-base", names=names)
+                      for market in settings.markets) if ab else ()
+        plans.append(EpisodeSpec(episode=name, source=source, units=units, bases=bases))
     return plans
 
 
-def _unit(episode: str, source: str, market, distributor: str, settings, *, several: bool) -> UnitSpec:
+def _unit(episode: str, source: str, market, distributor: str, settings, *, role: str,
+          names: Sequence[str]) -> UnitSpec:
     from locpipe.config import config_hash
+    from locpipe.watermark.ledger import ledger_path
 
     cfg_hash = config_hash(market.config, market.profile)
     out = Path(settings.out_dir)
-    return UnitSpec(unit_id=unit_id(episode, market.code, distributor, cfg_hash), episode=episode, source=source,
-                    market=market.code, distributor=distributor, config_hash=cfg_hash, out_dir=str(out),
-                    distributor_folder=several,
+    uid = (base_unit_id(episode, market.code, cfg_hash) if role == "ab-base"
+           else unit_id(episode, market.code, distributor, cfg_hash))
+    # the submitter resolves the house ledger once: every worker issues into the same one
+    ledger = ledger_path(settings.ledger_path).resolve()
+    return UnitSpec(unit_id=uid, episode=episode, source=source, market=market.code, distributor=distributor,
+                    config_hash=cfg_hash, out_dir=str(out), distributor_folder=role == "ab-copy", role=role,
+                    distributors=tuple(names) if role != "export" else (),
                     work_dir=str(settings.work_dir), config_dir=str(settings.config_dir), ocr=settings.ocr,
-                    asr_backend=settings.asr_backend, asr_model=settings.asr.model, bible=_str(settings.bible_path),
-                    tm=_str(settings.tm_path), ledger=_str(settings.ledger_path))
+                    subtitle_band=settings.subtitle_band, asr_backend=settings.asr_backend,
+                    asr_model=settings.asr.model, bible=_str(settings.bible_path),
+                    tm=_str(settings.tm_path), ledger=str(ledger))
 
 
 def _resolved(path: Path | None) -> Path | None:
@@ -178,10 +211,15 @@ def run_settings(spec: UnitSpec, *, with_market: bool = True, stop_before: str |
                                                  "share one config tree")
         markets = (market,)
     level, fmt = _worker_logging()
+    ab = spec.role in ("ab-base", "ab-copy")
+    # A/B roles: the market's batch of every distributor; the base makes no copy, a copy unit its own only
+    copies = None if not ab else (() if spec.role == "ab-base" else (spec.distributor,))
     # ASR options are part of the transcript's cache key: every worker of a unit uses the same
-    return build_settings(out_dir=Path(spec.out_dir), work_dir=Path(spec.work_dir),
-                          distributor_folder=spec.distributor_folder, markets=markets, distributors=(spec.distributor,),
+    return build_settings(out_dir=Path(spec.out_dir), work_dir=Path(spec.work_dir), copies=copies,
+                          distributor_folder=spec.distributor_folder and not ab, markets=markets,
+                          distributors=spec.distributors if ab else (spec.distributor or "internal",),
                           asr_backend=spec.asr_backend, asr_model=spec.asr_model, ocr=spec.ocr,
                           bible=_optional_path(spec.bible),
                           tm=_optional_path(spec.tm), ledger=_optional_path(spec.ledger), config_dir=config_dir,
-                          log_level=level, log_format=fmt, stop_before=stop_before)
+                          log_level=level, log_format=fmt, stop_before=stop_before,
+                          subtitle_band=spec.subtitle_band)

@@ -69,12 +69,20 @@ class Character(_Strict):
     pinyin: str | None = None
     #: renderings that must not appear for this person, per language
     forbidden: dict[str, list[str]] = {}
+    #: how the dub voice says the name, per language ({en: "Lin Shyao"}); used only by TTS,
+    #: subtitles keep ``render``. Default: an English respelling of the pinyin (TTS only)
+    say: dict[str, str] = {}
 
     @field_validator("render")
     @classmethod
     def _render(cls, v: dict[str, str]) -> dict[str, str]:
         if not v:
             raise ValueError("needs at least one rendering, e.g. {en: Lin Xiao}")
+        return _check_lang_map(v)  # type: ignore[return-value]
+
+    @field_validator("say")
+    @classmethod
+    def _say(cls, v: dict[str, str]) -> dict[str, str]:
         return _check_lang_map(v)  # type: ignore[return-value]
 
     @field_validator("forbidden")
@@ -140,6 +148,9 @@ class SeriesBible(_Strict):
     #: renderings that must not appear at all, per language (e.g. en: [Boss Lu])
     forbidden: dict[str, list[str]] = {}
     notes: list[str] = []
+    #: "local-only": the series' text and audio never go to a remote backend (pre-release
+    #: content, EU data rules), whatever the market allows
+    data_policy: Literal["any", "local-only"] = "any"
 
     @field_validator("characters", "honorifics", "glossary")
     @classmethod
@@ -176,8 +187,14 @@ class SeriesBible(_Strict):
 
     @property
     def version(self) -> str:
-        """Content hash: part of translation-memory keys and stage cache keys."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        """Content hash: part of translation-memory keys and stage cache keys.
+
+        ``say`` (TTS pronunciation) is left out: it changes no translation, so adding one must
+        not orphan the translation memory (the synthesize key carries it instead).
+        """
+        dump = self.model_dump(mode="json", exclude={"characters": {"__all__": {"say"}}})
+        dump.pop("data_policy", None)  # where text may go changes no translation either
+        payload = json.dumps(dump, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def forbidden_for(self, language: str) -> list[str]:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from locpipe.errors import LocpipeError
+from locpipe.localize.sanitize import clean_line
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,9 @@ def make_shortener(language: str, backends: list) -> ShortenFn:
             except LocpipeError as exc:
                 log.warning("cue %d: %s could not shorten the line: %s", index, backend.name, exc)
                 continue
+            candidate = clean_line(candidate or "")  # backend text: no controls, bidi or markup (issue 17)
             if candidate and len(candidate) < len(text):
-                return Rewrite(candidate.strip(), backend.name)
+                return Rewrite(candidate, backend.name)
         condensed = condense(text, language)
         if len(condensed) < len(text):
             return Rewrite(condensed, "rules")

@@ -14,16 +14,22 @@ automatic voice that sounds different from every voice already cast in that mark
 chosen by the speaker's gender: the bible's, else guessed from pitch). New automatic
 choices are written back, so the next episode hears the same voice.
 
-With the single packaged English voice (Piper joe), "different voices" are the same
-model at distinct pitch (ffmpeg rubberband, formants moved with it) and Piper speaking
-parameters (length_scale, noise_scale, noise_w_scale): clearly distinct to a listener and
-to the speaker-embedding model, though not a second real actor.
+With Kokoro's native packs (``locpipe.backends.tts.kokoro_voices``) every character gets a
+real voice of their gender: the backend's natural voices of that gender first (the market's
+accent, then Kokoro's grade; old-sounding packs kept for old characters), then accented ones,
+and only when those run out the same voices at a pitch within +-10%; when even those are
+used up voices repeat and ``cast_notes`` says so for QC. A backend with a single voice
+(Piper joe, where set-up had no npm) keeps the older recipe: the same model at distinct
+pitch (ffmpeg rubberband, formants moved with it) and Piper speaking parameters, a female
+character being joe raised ~1.3x.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +65,13 @@ PIPER_VARIANTS: tuple[dict[str, float], ...] = (
     {"length_scale": 1.04, "noise_scale": 0.6, "noise_w_scale": 1.0},
     {"length_scale": 0.97, "noise_scale": 0.75, "noise_w_scale": 0.7},
 )
+#: pitch steps for a natural voice once every real voice of the gender is cast: within +-10%
+#: (further, a voice stops sounding like a person: the issue 13 rule)
+NATURAL_STEPS: tuple[float, ...] = (1.07, 0.93)
+#: a bible age (years) from which a character is cast with old-sounding voices first
+SENIOR_AGE = 60
+_SENIOR_RE = re.compile(r"elder|senior|grand(?:mother|father|ma|pa)|old (?:man|woman|lady)|老人|老年")
+_NUMBER_RE = re.compile(r"\d+")
 
 
 def series_state_dir(series_dir: Path) -> Path:
@@ -118,7 +131,7 @@ class VoiceStyle(BaseModel):
 
     def sound(self) -> tuple:
         """What a listener hears as 'the same voice' (automatic voices must differ in this)."""
-        return (self.voice, round(self.pitch, 2))
+        return (self.voice.partition("@")[0], round(self.pitch, 2))  # "x@es" and "x@es-419": one speaker
 
     def describe(self) -> str:
         extra = [f"pitch x{self.pitch:.2f}"] if abs(self.pitch - 1.0) > 1e-3 else []
@@ -169,17 +182,83 @@ def cast_key(vm: VoiceMap, label: str) -> str:
     return vm.speakers.get(label) or label
 
 
-def palette(voices: list[tuple[str, str | None]], gender: str, piper: bool,
-            pitch_hz: float | None = None) -> list[VoiceStyle]:
+@dataclass(frozen=True)
+class CastVoice:
+    """One voice automatic casting may use, with what a listener hears in it."""
+
+    spec: str
+    gender: str | None = None
+    #: "natural" or "accented" (a voice speaking a language it was not trained on)
+    quality: str = "natural"
+    grade: str = ""
+    accent: str = ""
+    age: str = "adult"
+
+
+def as_cast_voice(voice: CastVoice | tuple) -> CastVoice:
+    """A (spec, gender) pair from older callers, or a CastVoice as it is."""
+    return voice if isinstance(voice, CastVoice) else CastVoice(voice[0], voice[1])
+
+
+def age_band(age: int | str | None) -> str:
+    """The bible's ``age`` as a casting band: "senior" (60+ or words like "elderly") or "adult"."""
+    if isinstance(age, int):
+        return "senior" if age >= SENIOR_AGE else "adult"
+    if isinstance(age, str):
+        numbers = [int(n) for n in _NUMBER_RE.findall(age)]  # "60s", "about 70"
+        if (numbers and max(numbers) >= SENIOR_AGE) or _SENIOR_RE.search(age.lower()):
+            return "senior"
+    return "adult"
+
+
+def _grade(voice: CastVoice) -> float:
+    from locpipe.backends.tts.kokoro_voices import grade_rank
+
+    return grade_rank(voice.grade)
+
+
+def natural_palette(voices: list[CastVoice], gender: str, age: str = "adult") -> list[VoiceStyle]:
+    """Candidates from real voices, best first; empty when no voice of ``gender`` exists.
+
+    Tiers: natural voices of the gender (the market default's accent first, then grade; for an
+    adult, old-sounding packs last), accented voices of the gender, then the same voices at a
+    pitch step within +-10% (NATURAL_STEPS). An unknown gender takes every voice, by grade.
+    """
+    accent = voices[0].accent if voices else ""
+    fits = [v for v in voices if gender not in ("male", "female") or v.gender == gender]
+    if not fits:
+        return []
+
+    def rank(v: CastVoice) -> tuple:  # a better grade letter first; within one, the market's accent
+        return (v.age != age, round(_grade(v)), v.accent != accent, _grade(v), voices.index(v))
+
+    natural = sorted((v for v in fits if v.quality == "natural"), key=rank)
+    natural_now = [v for v in natural if v.age == age or age == "senior"]
+    others = [v for v in natural if v not in natural_now]
+    accented = sorted((v for v in fits if v.quality != "natural"), key=rank)
+    real = [*natural_now, *accented, *others]
+    out = [VoiceStyle(voice=v.spec, auto=True) for v in real]
+    out += [VoiceStyle(voice=v.spec, pitch=step, auto=True) for step in NATURAL_STEPS for v in natural_now or real]
+    return out
+
+
+def palette(voices: list[CastVoice | tuple], gender: str, piper: bool,
+            pitch_hz: float | None = None, age: str = "adult") -> list[VoiceStyle]:
     """Automatic voice candidates, best first, for a speaker of ``gender``.
 
-    ``voices``: (spec, voice gender) of the market's backend in its language, the market's
-    default first. Real voices of the wanted gender come first, then every voice at its
-    natural pitch, then pitch/rate variants. With the speaker's measured ``pitch_hz`` the
-    candidates are ordered by how close their pitch comes to it, so of two speakers the
-    higher voice keeps the higher dub voice.
+    ``voices``: the market's backend's voices in its language, the market's default first.
+    With two or more natural voices the real voices come first (``natural_palette``). With one
+    (Piper joe) or none of the wanted gender: that voice at its natural pitch and pitch/rate
+    variants (LADDERS); with the speaker's measured ``pitch_hz`` those are ordered by how close
+    their pitch comes to it, so of two speakers the higher voice keeps the higher dub voice.
     """
-    ordered = sorted(voices, key=lambda v: 0 if (gender in ("male", "female") and v[1] == gender) else 1)
+    cast_voices = [as_cast_voice(v) for v in voices]
+    if sum(v.quality == "natural" for v in cast_voices) >= 2:
+        found = natural_palette(cast_voices, gender, age)
+        if found:
+            return found
+    pairs = [(v.spec, v.gender) for v in cast_voices]
+    ordered = sorted(pairs, key=lambda v: 0 if (gender in ("male", "female") and v[1] == gender) else 1)
     ladders = [LADDERS.get((vg or "unknown", gender), SAME_LADDER) for _, vg in ordered]
     out: list[VoiceStyle] = []
     for step in range(max(len(x) for x in ladders) if ladders else 0):
@@ -188,7 +267,7 @@ def palette(voices: list[tuple[str, str | None]], gender: str, piper: bool,
                 params = PIPER_VARIANTS[step % len(PIPER_VARIANTS)] if piper else {}
                 out.append(VoiceStyle(voice=spec, pitch=ladder[step], auto=True, **params))
     if pitch_hz:
-        genders = dict(voices)
+        genders = dict(pairs)
 
         def distance(style: VoiceStyle) -> float:
             heard = NOMINAL_HZ.get(genders.get(style.voice) or "unknown", NOMINAL_HZ["unknown"]) * style.pitch
@@ -198,17 +277,18 @@ def palette(voices: list[tuple[str, str | None]], gender: str, piper: bool,
     return out
 
 
-def resolve_casting(vm: VoiceMap, speakers: list[tuple], market: str, voices: list[tuple[str, str | None]],
+def resolve_casting(vm: VoiceMap, speakers: list[tuple], market: str, voices: list[CastVoice | tuple],
                     bible_voices: dict[str, str], bible_genders: dict[str, str],
-                    piper: bool) -> tuple[dict[str, VoiceStyle], VoiceMap]:
+                    piper: bool, bible_ages: dict[str, str] | None = None) -> tuple[dict[str, VoiceStyle], VoiceMap]:
     """Voice for each (label, guessed gender[, pitch Hz]) of an episode in ``market``; the map with new choices.
 
     ``bible_voices``: character -> voice spec for this market from the bible; ``bible_genders``:
-    character -> gender. ``voices`` are the voices automatic choices may use (see ``palette``);
-    an automatic entry whose voice is no longer among them is chosen again.
+    character -> gender; ``bible_ages``: character -> age band (``age_band``). ``voices`` are
+    the voices automatic choices may use (see ``palette``); an automatic entry whose voice is
+    no longer among them is chosen again.
     """
     cast = dict(vm.markets.get(market, {}))
-    allowed = {spec for spec, _ in voices}
+    allowed = {as_cast_voice(v).spec for v in voices}
     out: dict[str, VoiceStyle] = {}
     fresh: list[tuple[str, str, str, float | None]] = []  # newly cast: (label, key, gender, pitch)
     for label, guessed, *measured in speakers:
@@ -225,16 +305,38 @@ def resolve_casting(vm: VoiceMap, speakers: list[tuple], market: str, voices: li
             gender = bible_genders.get(char or "", "unknown")
             gender = gender if gender in ("male", "female") else guessed
             used = {s.sound() for k, s in cast.items() if k != key}
-            candidates = palette(voices, gender, piper, measured[0] if measured else None)
+            used |= {VoiceStyle(voice=v).sound() for c, v in bible_voices.items() if c != char}
+            candidates = palette(voices, gender, piper, measured[0] if measured else None,
+                                 (bible_ages or {}).get(char or "", "adult"))
             choice = next((s for s in candidates if s.sound() not in used), None)
-            if choice is None:  # more speakers than distinct candidates: voices repeat, in turn
+            if choice is None:  # more speakers than distinct candidates: voices repeat, in turn (QC says so)
                 choice = candidates[len(cast) % len(candidates)]
+                log.warning("%s: every distinct voice is cast; %s shares %s", market, key, choice.describe())
             cast[key] = choice
             out[label] = choice
             fresh.append((label, key, gender, measured[0] if measured else None))
     _keep_pitch_order(fresh, cast, out)
     markets = {**vm.markets, market: cast}
     return out, vm.model_copy(update={"markets": markets})
+
+
+def cast_notes(vm: VoiceMap, market: str, bible_voices: dict[str, str] | None = None) -> list[str]:
+    """What QC should know about a market's cast: characters sharing one voice, pitch-varied voices.
+
+    Over the whole series cast (every character ever cast in ``market``), not one episode:
+    two characters of a series must not sound alike whichever episodes they meet in.
+    """
+    by_sound: dict[tuple, list[str]] = {}
+    styles = {**{c: VoiceStyle(voice=v) for c, v in (bible_voices or {}).items()}, **vm.markets.get(market, {})}
+    for key, style in styles.items():
+        by_sound.setdefault(style.sound(), []).append(key)
+    notes = [f"{' and '.join(sorted(keys))} share the voice {styles[keys[0]].describe()} (the cast ran out of "
+             f"distinct voices; set one with `locpipe voices SERIES --market {market} --set`)"
+             for keys in by_sound.values() if len(keys) > 1]
+    notes += [f"{key}: {style.describe()} (a real voice at another pitch: the natural voices of that gender are "
+              f"all cast)" for key, style in sorted(styles.items()) if style.auto and abs(style.pitch - 1.0) > 1e-3
+              and style.backend != "piper"]
+    return notes
 
 
 def _keep_pitch_order(fresh: list[tuple[str, str, str, float | None]], cast: dict[str, VoiceStyle],
@@ -249,6 +351,8 @@ def _keep_pitch_order(fresh: list[tuple[str, str, str, float | None]], cast: dic
         if len(group) < 2:
             continue
         styles = sorted((out[label] for label, _, _, _ in group), key=lambda st: st.pitch)
+        if len({st.voice for st in styles}) > 1:  # distinct real voices: their pitch order is unknown
+            continue
         for (label, key, _, _), style in zip(sorted(group, key=lambda f: f[3]), styles, strict=True):
             cast[key] = out[label] = style
 
@@ -276,26 +380,67 @@ def cast_market(state_dir: Path, market: str, language: str, default_spec: str, 
 
     backend_name, _, default_voice = default_spec.partition(":")
     backend = get_tts_backend(backend_name)
-    infos = backend.voices_for(language) if hasattr(backend, "voices_for") else [
-        v for v in backend.voices.values() if v.base_language == language.split("-")[0].lower()]
-    voices = [(default_spec, backend.voice_info(default_voice).gender)]
-    voices += [(f"{backend_name}:{v.name}", v.gender) for v in infos if v.name != default_voice]
-    bible_voices: dict[str, str] = {}
-    bible_genders: dict[str, str] = {}
-    if bible is not None:
-        for name, char in bible.characters.items():
-            bible_genders[name] = char.gender
-            if char.voice.get(market):
-                bible_voices[name] = char.voice[market]
+    voices = market_voices(backend, language, default_voice)
+    bible_voices, bible_genders, bible_ages = bible_cast(bible, market)
     path = voices_path(state_dir)
     with locked(path):
         vm = load_voice_map(path)
         casting, updated = resolve_casting(vm, speakers, market, voices, bible_voices, bible_genders,
-                                           piper=backend_name == "piper")
+                                           piper=backend_name == "piper", bible_ages=bible_ages)
         if updated != vm:
             save_voice_map(path, updated)
             log.info("voices for %s recorded in %s", market, path)
     return casting
+
+
+def market_voices(backend, language: str, default_voice: str) -> list[CastVoice]:
+    """The voices automatic casting may use in ``language``: the market's default first, then the backend's."""
+    infos = [backend.voice_info(default_voice), *backend.voices_for(language)]
+    out: list[CastVoice] = []
+    for v in infos:  # one entry per speaker: "ef_dora@es-419" and "ef_dora" are one person (exact tag first)
+        if all(pack_of(c.spec) != pack_of(f"{backend.name}:{v.name}") for c in out):
+            out.append(CastVoice(f"{backend.name}:{v.name}", v.gender, v.quality or backend.voice_quality(v.name),
+                                 v.grade, v.accent, v.age))
+    return out
+
+
+def pack_of(spec: str) -> str:
+    """The speaker behind a voice spec: ``kokoro:ef_dora@es-419`` -> ``kokoro:ef_dora`` (same timbre)."""
+    return spec.partition("@")[0]
+
+
+def bible_cast(bible, market: str) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """(character -> voice spec for ``market``, character -> gender, character -> age band) from the bible."""
+    voices: dict[str, str] = {}
+    genders: dict[str, str] = {}
+    ages: dict[str, str] = {}
+    for name, char in (bible.characters.items() if bible is not None else ()):
+        genders[name] = char.gender
+        ages[name] = age_band(char.age)
+        if char.voice.get(market):
+            voices[name] = char.voice[market]
+    return voices, genders, ages
+
+
+def bible_lexicon(bible, language: str) -> dict[str, str]:
+    """Written name -> how the dub voice says it in ``language``: the bible's ``say``, else a pinyin respelling.
+
+    Only the TTS input changes; subtitles keep the bible's rendering.
+    """
+    from locpipe.backends.tts.pronounce import lexicon_for
+    from locpipe.localize.bible import for_language
+
+    names: dict[str, str | None] = {}
+    for char in (bible.characters.values() if bible is not None else ()):
+        written = for_language(char.render, language)
+        if written:
+            names[written] = for_language(char.say, language)
+    return lexicon_for(names, language)
+
+
+def market_cast_notes(state_dir: Path, market: str, bible=None) -> list[str]:
+    """``cast_notes`` for the series cast recorded in ``state_dir`` (for the dub's QC)."""
+    return cast_notes(load_voice_map(voices_path(state_dir)), market, bible_cast(bible, market)[0])
 
 
 def speak(style: VoiceStyle, text: str, out_rate: int, backends: dict) -> np.ndarray:

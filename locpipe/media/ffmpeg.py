@@ -11,11 +11,11 @@ import json
 import logging
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from locpipe.children import run_child
 from locpipe.errors import MediaError
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,28 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def media_input(path: str | os.PathLike) -> str:
+    """A local file as ffmpeg and PyAV must be given it: absolute.
+
+    Both read a relative name with a colon before any slash (``ep:1.mp4``) as a URL
+    (``Protocol not found``) and one starting with ``-`` as an option; an absolute path is
+    neither. Symlinks are kept (``abspath``, not ``resolve``): the name is the user's.
+    """
+    return os.path.abspath(os.fspath(path))
+
+
+def _safe_inputs(args: list[str]) -> list[str]:
+    """``args`` with every ``-i`` that names an existing relative file made absolute
+    (lavfi sources, ``pipe:`` and URLs are left alone: they do not exist as files)."""
+    out = list(args)
+    for n in range(1, len(out)):
+        if out[n - 1] == "-i" and not os.path.isabs(out[n]) and os.path.exists(out[n]):
+            out[n] = media_input(out[n])
+    return out
+
+
 def ffmpeg_version() -> str:
-    out = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True, check=False).stdout
+    out = run_child([ffmpeg_exe(), "-version"], capture_output=True, text=True, check=False).stdout
     return out.split("\n", 1)[0].replace("ffmpeg version ", "").split(" ")[0]
 
 
@@ -42,10 +62,10 @@ def run_ffmpeg(args: list[str], *, env: dict[str, str] | None = None, what: str 
 
     stderr is returned because filters such as loudnorm and ebur128 report there.
     """
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *_safe_inputs(args)]
     log.debug("running %s", " ".join(cmd))
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, check=False)
+    proc = run_child(cmd, capture_output=True, text=True, env=full_env, check=False)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
         raise MediaError(f"{what} failed (exit {proc.returncode}): {tail}")

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from locpipe.errors import InputError
+from locpipe.media.ffmpeg import media_input
 
 #: frame times within this of a sampling point count as on it (PTS rounding)
 GRID_SLACK = 1e-3
@@ -116,7 +117,7 @@ def iter_samples(path: Path, *, rotation: int, fps: float, short_side: int) -> I
     import av
 
     period = 1.0 / fps
-    with av.open(str(path)) as container:
+    with av.open(media_input(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.skip_frame = "NONREF"
@@ -159,7 +160,7 @@ def small_luma(video: Path, *, fps: float, width: int, height: int,
 def _small_luma(av, video: Path, fps: float, width: int, height: int,
                 fast: bool) -> tuple[np.ndarray, np.ndarray, int, int]:
     times, frames = [], []
-    with av.open(str(video)) as container:
+    with av.open(media_input(video)) as container:
         if not container.streams.video:
             raise InputError(video, "no video stream")
         stream = container.streams.video[0]
@@ -182,3 +183,32 @@ def _small_luma(av, video: Path, fps: float, width: int, height: int,
     if not frames:
         return np.zeros(0), np.zeros((0, height, width), np.float32), src_w, src_h
     return np.asarray(times), np.stack(frames), src_w, src_h
+
+
+# --------------------------------------------------------------------------- frames at given times
+
+
+def luma_at(video: Path, times: list[float], *, short_side: int) -> list[tuple[float, np.ndarray]]:
+    """Luma frames of ``video`` at (the first frame at or after) each of ``times``, scaled so
+    the short side is ``short_side`` (never up): for reading a few frames of an export (QC)
+    without decoding all of it. Seeks to the keyframe before each time and decodes forward."""
+    import av
+    import cv2
+
+    out: list[tuple[float, np.ndarray]] = []
+    with av.open(media_input(video)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for t in sorted(times):
+            container.seek(int(max(0.0, t) / stream.time_base), stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if frame.time is None or frame.time < t - GRID_SLACK:
+                    continue
+                luma = luma_plane(frame)
+                k = work_scale(luma.shape[1], luma.shape[0], short_side)
+                if k < 1.0:
+                    luma = cv2.resize(luma, (round(luma.shape[1] * k), round(luma.shape[0] * k)),
+                                      interpolation=cv2.INTER_AREA)
+                out.append((float(frame.time), np.ascontiguousarray(luma)))
+                break
+    return out

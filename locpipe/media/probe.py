@@ -15,8 +15,15 @@ from pathlib import Path
 
 from locpipe.artifacts import MediaInfo
 from locpipe.errors import InputError
+from locpipe.media.ffmpeg import media_input
 
 _HASH_CHUNK = 1 << 20
+#: a stream may end this much before the duration its header declares (encoder delay, a
+#: short last frame, audio priming) and still be complete: the larger of the two
+TRUNCATION_SLACK_SECONDS = 0.5
+TRUNCATION_SLACK_FRACTION = 0.02
+#: seconds before a stream's last packet that are decoded to prove its data decodes
+TAIL_SECONDS = 1.0
 
 
 def file_sha256(path: Path) -> str:
@@ -37,7 +44,7 @@ def probe(path: Path, *, require_audio: bool = True) -> MediaInfo:
     if size == 0:
         raise InputError(path, "file is empty (0 bytes)")
     try:
-        container = av.open(str(path))
+        container = av.open(media_input(path))
     except av.error.InvalidDataError:
         raise InputError(path, _sniff(path)) from None
     except av.error.FFmpegError as exc:
@@ -57,6 +64,7 @@ def probe(path: Path, *, require_audio: bool = True) -> MediaInfo:
             raise InputError(path, "has no audio stream (a dialogue track is needed to transcribe and dub)")
         matrix = matrix_tag(v.codec_context.colorspace)  # the header's tag, before decoding
         first = _first_frame(container, v, path)
+        check_complete(container, [v, *audios[:1]], duration, path)
         width, height = v.codec_context.width, v.codec_context.height
         sar = float(v.sample_aspect_ratio) if v.sample_aspect_ratio else 1.0
         rotation = int(getattr(first, "rotation", 0) or 0) % 360
@@ -66,7 +74,7 @@ def probe(path: Path, *, require_audio: bool = True) -> MediaInfo:
         fps = float(v.average_rate or v.guessed_rate or Fraction(0))
         a = audios[0] if audios else None
         return MediaInfo(
-            path=str(path),
+            path=media_input(path),
             sha256=file_sha256(path),
             size=size,
             duration=round(duration, 3),
@@ -141,3 +149,61 @@ def _first_frame(container, v, path: Path):
     except av.error.FFmpegError as exc:
         raise InputError(path, f"video data is corrupt: {exc}") from None
     raise InputError(path, "video stream contains no decodable frames")
+
+
+def _seconds(stream, ts: int | None) -> float:
+    """A stream timestamp as seconds from the stream's start."""
+    if ts is None or not stream.time_base:
+        return 0.0
+    return float((ts - (stream.start_time or 0)) * stream.time_base)
+
+
+def _declared(stream, container_duration: float) -> float:
+    return _seconds(stream, stream.duration + (stream.start_time or 0)) if stream.duration else container_duration
+
+
+def check_complete(container, streams: list, duration: float, path: Path) -> None:
+    """Raise InputError when the file ends before its header says: truncated or corrupt.
+
+    Why here: a file cut off mid-copy still has a complete header (the index is at the front
+    after ``+faststart``), probes fine and decodes its first frame, then fails minutes later
+    deep inside OCR or ASR with a bare decoder error. The check is cheap: packets are read,
+    not decoded (0.04 s for 30 s of 720p), then the last second of each stream is decoded,
+    which for video means from the keyframe before it: at most one GOP (0.7 s for a 30 s
+    720p clip with x264's default 8 s GOP, ``benchmarks/hostile.py``). Corruption in the
+    middle of otherwise complete data is left to the decoders of the later stages.
+    """
+    import av
+
+    ends = {s.index: 0.0 for s in streams}
+    try:
+        for packet in container.demux(*streams):
+            if packet.size and packet.pts is not None:
+                end = _seconds(packet.stream, packet.pts + (packet.duration or 0))
+                ends[packet.stream.index] = max(ends[packet.stream.index], end)
+    except av.error.FFmpegError as exc:
+        reached = max(ends.values(), default=0.0)
+        raise InputError(path, f"truncated or corrupt: unreadable after {reached:.1f} s of the {duration:.1f} s "
+                               f"its header declares ({exc})") from None
+    for stream in streams:
+        declared, got = _declared(stream, duration), ends[stream.index]
+        if declared - got > max(TRUNCATION_SLACK_SECONDS, TRUNCATION_SLACK_FRACTION * declared):
+            raise InputError(path, f"truncated or corrupt: decodes to {got:.1f} s of the {declared:.1f} s "
+                                   f"its header declares ({stream.type})")
+    for stream in streams:
+        _decode_tail(container, stream, ends[stream.index], path)
+
+
+def _decode_tail(container, stream, end: float, path: Path) -> None:
+    """Decode the last ``TAIL_SECONDS`` of ``stream``: its packets exist, do they decode?"""
+    import av
+
+    start = max(0.0, end - TAIL_SECONDS)
+    try:
+        container.seek(int(start / stream.time_base) + (stream.start_time or 0), stream=stream, backward=True)
+        decoded = sum(1 for _ in container.decode(stream))
+    except av.error.FFmpegError as exc:
+        raise InputError(path, f"truncated or corrupt: {stream.type} data near {start:.1f} s does not decode "
+                               f"({exc})") from None
+    if not decoded:
+        raise InputError(path, f"truncated or corrupt: no {stream.type} frame decodes after {start:.1f} s")

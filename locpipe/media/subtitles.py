@@ -30,6 +30,12 @@ _RESTORE = {"e": _ESC, "b": "\\", "o": "{", "c": "}", "n": "\n", "(": "", ")": "
 _ESCAPED = re.compile(_ESC + "(.)", re.DOTALL)
 #: ``&``, ``<`` and ``>`` are markup in WebVTT cue text (``<b>`` would render bold)
 _VTT_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+#: the SRT/WebVTT timing arrow (``-->``; ``--->`` too): never inside cue text
+_TIMING_ARROW = re.compile(r"-{2,}>")
+_TIMESTAMP = re.compile(r"\d{1,2}:\d{1,2}:\d{1,2}[.,]\d{1,3}")
+#: ASS override blocks and line-break escapes, which SRT readers apply although SRT has no such syntax
+_ASS_OVERRIDE = re.compile(r"\{\\[^{}]*\}")
+_ASS_ESCAPE = re.compile(r"\\([Nnh])")
 
 
 # --------------------------------------------------------------------------- text (pure)
@@ -51,19 +57,43 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
+def _cue_lines(lines: list[str]) -> list[str]:
+    """The text lines of a cue with nothing that ends it or starts another: every newline
+    splits a line, blank lines are dropped (a blank line ends a cue in SRT and WebVTT) and
+    nothing looks like a timing line (:func:`defuse_timing`)."""
+    pieces = (piece for line in lines for piece in line.split("\n"))
+    return [defuse_timing(piece) for piece in pieces if piece.strip()]
+
+
+def defuse_timing(line: str) -> str:
+    """``line`` with nothing a subtitle reader takes for a cue's timing: ``-->`` becomes ``→``
+    and a timestamp's colons become ``∶`` (U+2236, the same look): pysubs2 and several
+    editors read any line holding two ``00:00:01,000`` stamps as a timing line, arrow or not."""
+    return _TIMESTAMP.sub(lambda m: m.group(0).replace(":", "\u2236"), _TIMING_ARROW.sub("→", line))
+
+
+def _srt_line(line: str) -> str:
+    """One SRT line with no ASS markup left: SRT has no escape for it, and ffmpeg, VLC and
+    mpv apply ``{\\...}`` override blocks and turn ``\\N``/``\\n``/``\\h`` into breaks. Override
+    blocks are dropped; the escapes keep their look with a full-width reverse solidus."""
+    return _ASS_ESCAPE.sub(lambda m: "\uff3c" + m.group(1), _ASS_OVERRIDE.sub("", line))
+
+
 def srt_text(lines: list[str]) -> str:
-    """An event's SRT cue text: its lines joined by newlines.
+    """An event's SRT cue text: its lines joined by newlines, made unable to inject cues or
+    styling (:func:`_cue_lines`, :func:`_srt_line`); HTML-like tags, SRT's own markup, stay.
 
     A cue ending in a newline loses that one newline: the earlier SRT writer added the blank
     line after a cue only when the text did not already end in one, so its files never
     carried it.
     """
-    return "\n".join(lines).removesuffix("\n")
+    return "\n".join(_srt_line(line) for line in _cue_lines(lines))
 
 
 def vtt_text(lines: list[str]) -> str:
-    """An event's WebVTT cue text: each line with ``&``/``<``/``>`` as character references."""
-    return "\n".join(line.translate(_VTT_MARKUP) for line in lines)
+    """An event's WebVTT cue text: each line with ``&``/``<``/``>`` as character references,
+    and nothing that ends the cue or starts another (:func:`_cue_lines`)."""
+    return "\n".join(line.translate(_VTT_MARKUP) for line in _cue_lines(lines))
 
 
 def _without_cue_ids(vtt: str) -> str:

@@ -163,7 +163,9 @@ def prepare_base(source: MediaInfo, job: BaseJob) -> render.Prepared:
                                       symbols=symbols)
             patterns[v] = ab.write_pattern_clip(job.out_dir / f".pattern-{v}.y4m", luma, rate)
         encodes.append(graph.Encode(profile, ass_path, job.out_dir / f".{v}" / SEGMENT_PATTERN,
-                                     pattern=patterns.get(v), pattern_loop=False, segmented=True))
+                                     pattern=patterns.get(v), pattern_loop=False, segmented=True,
+                                     mask=job.market.config.source_subtitles.mask,
+                                     mask_static=job.market.config.source_subtitles.mask_static))
 
     def finish(seconds: float) -> ABBase:
         t0 = time.monotonic()
@@ -311,7 +313,8 @@ def _render_window(source: MediaInfo, job: DistributorJob, i: int, span: tuple[i
                                   symbols=np.concatenate([symbols, symbols[-1:]]), start_frame=f0)
         pattern = ab.write_pattern_clip(folder / "pattern.y4m", luma, rate)
     encode = graph.Encode(profile, ass_path, folder / SEGMENT_PATTERN, pattern=pattern, pattern_loop=False,
-                           pattern_start=t0, segmented=True)
+                           pattern_start=t0, segmented=True, mask=job.market.config.source_subtitles.mask,
+                           mask_static=job.market.config.source_subtitles.mask_static)
 
     def finish(_seconds: float) -> None:
         made = len(list(folder.glob("*.ts")))  # numbered from 0: their place in the window

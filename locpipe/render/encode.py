@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from locpipe.config import Market
 from locpipe.media.ass import build_ass
 from locpipe.media.ffmpeg import run_ffmpeg
 from locpipe.media.subtitles import write_ass
-from locpipe.render.graph import ASS_NAME, FORENSIC_INPUT, VIDEO_NAME, Encode, input_matrix, shared_render_args
+from locpipe.render.graph import ASS_NAME, FORENSIC_INPUT, VIDEO_NAME, Encode, Fill, input_matrix, shared_render_args
+from locpipe.render.mask import plan_fill, write_alpha, write_fill
 from locpipe.render.visible import plan_visible_watermark
 from locpipe.watermark.forensic import ForensicSpec
 
@@ -94,10 +96,13 @@ def run_shared(source: MediaInfo, tasks: list[Prepared], *, source_subs: SourceS
                window: tuple[float, float] | None = None) -> list:
     """Run every task's encodes in one ffmpeg process (one decode, one mask; see
     shared_render_args), then finish each task; on failure abort them all and re-raise."""
+    scratch = Path(tempfile.mkdtemp(prefix="locpipe-fill-"))
     try:
         encodes = [e for t in tasks for e in t.encodes]
         matrix = input_matrix(source.color_matrix, source.width, source.height)  # tag recorded at ingest
-        args = shared_render_args(source, encodes, matrix=matrix, source_subs=source_subs, window=window)
+        fills = glyph_fills(source, source_subs, encodes, scratch)
+        args = shared_render_args(source, encodes, matrix=matrix, source_subs=source_subs, window=window,
+                                  fills=fills)
         what = ", ".join(t.label for t in tasks)
         log.info("rendering %s: %s (%d encodes from one decode)", Path(source.path).name, what, len(encodes))
         t0 = time.monotonic()
@@ -110,7 +115,27 @@ def run_shared(source: MediaInfo, tasks: list[Prepared], *, source_subs: SourceS
     finally:
         for t in tasks:
             t.cleanup()
+        shutil.rmtree(scratch, ignore_errors=True)
     return [t.finish(seconds) for t in tasks]
+
+
+def glyph_fills(source: MediaInfo, source_subs: SourceSubtitles | None, encodes: list[Encode],
+                folder: Path) -> dict[bool, Fill]:
+    """The glyph fills the encodes ask for (with and/or without static texts), their mask
+    bitmaps written into ``folder`` (see locpipe.render.mask)."""
+    if source_subs is None:
+        return {}
+    fills: dict[bool, Fill] = {}
+    for static in sorted({e.mask_static for e in encodes if e.mask == "fill"}):
+        plan = plan_fill(source_subs, source, static=static)
+        if plan is None:
+            continue
+        paths = write_fill(plan, folder / ("static" if static else "lines"))
+        windows = plan.windows
+        alpha = write_alpha(plan, folder / ("static" if static else "lines"))
+        fills[static] = Fill(plan.rect, tuple((p, layer.windows) for p, layer in zip(paths, plan.layers)),
+                             None if windows is None else tuple(windows), plan.work, alpha)
+    return fills
 
 
 def prepare_export(source: MediaInfo, job: ExportJob) -> Prepared:
@@ -131,8 +156,9 @@ def prepare_export(source: MediaInfo, job: ExportJob) -> Prepared:
     partial = job.out_dir / f".{VIDEO_NAME}.{os.getpid()}.partial"
     given = _issue_forensic(job.forensic, job.market, episode=job.episode, distributor=job.distributor,
                             export_id=job.export_id, out_dir=job.out_dir)
+    policy = job.market.config.source_subtitles
     encode = Encode(profile, ass_path, partial, audio_wav=job.audio_wav,
-                    pattern=given[1].pattern if given else None)
+                    pattern=given[1].pattern if given else None, mask=policy.mask, mask_static=policy.mask_static)
 
     def finish(seconds: float) -> RenderResult:
         final = job.out_dir / VIDEO_NAME

@@ -169,20 +169,65 @@ def mask_graph(source_subs: SourceSubtitles, source: MediaInfo, src: str, out: s
             f"[msrc][mblur]overlay={x}:{y}:enable={enable}[{out}]")
 
 
+@dataclass(frozen=True)
+class Fill:
+    """The glyph fill of a render (``locpipe.render.mask.plan_fill``): the crop it works
+    on and its ``removelogo`` passes as (bitmap file, windows; no windows: always on)."""
+
+    rect: tuple[int, int, int, int]
+    passes: tuple[tuple[Path, tuple[tuple[float, float], ...]], ...]
+    #: when any pass is on (None: always)
+    windows: tuple[tuple[float, float], ...] | None
+    #: the size the crop is filled at (scaled down, then back up: see render.mask)
+    work: tuple[int, int] | None = None
+    #: grey image (crop-sized): where the filled crop replaces the picture
+    alpha: Path | None = None
+
+
+def fill_graph(fill: Fill, src: str, out: str) -> str:
+    """Filtergraph from ``src`` to ``out`` removing the glyphs: the crop around the band goes
+    through one ``removelogo`` per line, each enabled only while its line shows, and is laid
+    back over the picture (only while some pass is on: elsewhere the frame is untouched)."""
+    x, y, w, h = fill.rect
+    passes = []
+    for path, windows in fill.passes:
+        enable = f":enable={escape_filter_value(enable_expr(list(windows)))}" if windows else ""
+        passes.append(f"removelogo=filename={escape_filter_value(str(path))}{enable}")
+    over = f":enable={escape_filter_value(enable_expr(list(fill.windows)))}" if fill.windows else ""
+    down = up = ""
+    if fill.work and fill.work != (w, h):
+        down, up = f"scale={fill.work[0]}:{fill.work[1]}:flags=area,", f",scale={w}:{h}:flags=bicubic"
+    graph = f"[{src}]split=2[fsrc][fband];[fband]crop={w}:{h}:{x}:{y},{down}{','.join(passes)}{up}"
+    if fill.alpha is not None:  # a still image, looped: alphamerge takes its latest frame
+        graph += (f",format=yuva420p[fpart];movie=filename={escape_filter_value(str(fill.alpha))},"
+                  "loop=loop=-1:size=1:start=0,format=gray,setpts=N/30/TB[falpha];"
+                  "[fpart][falpha]alphamerge=shortest=1")
+    return graph + f"[ffill];[fsrc][ffill]overlay={x}:{y}{over}[{out}]"
+
+
 def head_graph(source: MediaInfo, source_subs: SourceSubtitles | None, out: str,
-               window: tuple[float, float] | None = None) -> str:
+               window: tuple[float, float] | None = None, *, fill: Fill | None = None,
+               mask: str = "fill") -> str:
     """Source video -> [out]: the part every output shares (one decode, one mask).
 
-    ``window`` keeps only [start, end) seconds with their original timestamps (a window
-    re-render must land on the same frames as the full encode it patches)."""
+    ``mask``: "fill" removes the glyphs with ``fill`` (falling back to the blurred band
+    when there is no fill, e.g. an artifact from before glyph masks), "blur" blurs the
+    band, "none" leaves the picture. ``window`` keeps only [start, end) seconds with their
+    original timestamps (a window re-render must land on the same frames as the full
+    encode it patches)."""
     src = "0:v:0"
     parts = []
     if window:
         parts.append(f"[0:v:0]trim=start={window[0]:.6f}:end={window[1]:.6f}[vt]")
         src = "vt"
-    mask = mask_graph(source_subs, source, src, out) if source_subs else None
-    if mask:
-        parts.append(mask)
+    if mask == "none" or not source_subs:
+        mask_part = None
+    elif mask == "fill" and fill is not None:
+        mask_part = fill_graph(fill, src, out)
+    else:
+        mask_part = mask_graph(source_subs, source, src, out)
+    if mask_part:
+        parts.append(mask_part)
     else:
         parts.append(f"[{src}]null[{out}]")
     return ";".join(parts)
@@ -218,6 +263,10 @@ class Encode:
     pattern_start: float = 0.0
     #: write closed-GOP MPEG-TS segments (target is a ``%05d`` pattern) for A/B assembly
     segmented: bool = False
+    #: how the source subtitles are removed ("fill", "blur", "none") and whether static
+    #: texts (logo, title) go too: the market's ``source_subtitles`` policy
+    mask: str = "fill"
+    mask_static: bool = False
 
 
 def frame_groups(source: MediaInfo, encodes: list[Encode], matrix: str) -> list[list[int]]:
@@ -228,14 +277,15 @@ def frame_groups(source: MediaInfo, encodes: list[Encode], matrix: str) -> list[
     for i, e in enumerate(encodes):
         fps = output_fps(e.profile, source.fps)
         key = (fps, reframe_graph(e.profile, source.display_width, source.display_height, "in", "out",
-                                  matrix=matrix))
+                                  matrix=matrix), e.mask, e.mask_static)
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 
 
 def shared_graph(source: MediaInfo, encodes: list[Encode], *, matrix: str = "bt709",
                  source_subs: SourceSubtitles | None = None, window: tuple[float, float] | None = None,
-                 first_extra_input: int = 1) -> tuple[list[str], list[list[str]], list[tuple[str, str | None]]]:
+                 first_extra_input: int = 1, fills: dict[bool, Fill] | None = None,
+                 ) -> tuple[list[str], list[list[str]], list[tuple[str, str | None]]]:
     """The filtergraphs of a shared render: (graphs, extra input args, (video, audio) labels).
 
     One graph per frame group (see frame_groups), all fed by the one decode of the source:
@@ -252,7 +302,9 @@ def shared_graph(source: MediaInfo, encodes: list[Encode], *, matrix: str = "bt7
     labels: dict[int, tuple[str, str | None]] = {}
     n = first_extra_input
     for g, members in enumerate(frame_groups(source, encodes, matrix)):
-        parts = [head_graph(source, source_subs, f"g{g}h", window)]
+        first = encodes[members[0]]
+        parts = [head_graph(source, source_subs, f"g{g}h", window, fill=(fills or {}).get(first.mask_static),
+                            mask=first.mask)]
         src = f"g{g}h"
         fps = output_fps(encodes[members[0]].profile, source.fps)
         if fps:
@@ -330,14 +382,15 @@ def output_args(source: MediaInfo, e: Encode, video: str, audio: str | None, *,
 
 def shared_render_args(source: MediaInfo, encodes: list[Encode], *, matrix: str = "bt709",
                        source_subs: SourceSubtitles | None = None,
-                       window: tuple[float, float] | None = None) -> list[str]:
+                       window: tuple[float, float] | None = None, fills: dict[bool, Fill] | None = None) -> list[str]:
     """One ffmpeg run: decode the source once and write every encode.
 
     Timestamps are the source's own, from zero (``-copyts -start_at_zero``), so a window
     re-render (``window``, decoding from a second before it) produces frames with exactly
     the timestamps of the full render it patches.
     """
-    graphs, extra, labels = shared_graph(source, encodes, matrix=matrix, source_subs=source_subs, window=window)
+    graphs, extra, labels = shared_graph(source, encodes, matrix=matrix, source_subs=source_subs, window=window,
+                                         fills=fills)
     seek = ["-ss", f"{max(0.0, window[0] - 1.0):.3f}"] if window else []
     args = ["-copyts", "-start_at_zero", "-autorotate", *seek, "-i", source.path]
     for inp in extra:

@@ -76,10 +76,24 @@ class VisibleWatermark:
         )
 
 
+#: longest episode or distributor name the visible mark carries in full: a 250-byte file name
+#: must not make the mark too wide to fit (the export id identifies the copy anyway)
+FIELD_CHARS = 24
+
+
+def short_field(value: str, limit: int = FIELD_CHARS) -> str:
+    """``value`` cut to ``limit`` characters, the cut marked with an ellipsis."""
+    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+
 def watermark_text(policy: WatermarkPolicy, *, distributor: str, market: str, episode: str, export_id: str) -> str:
-    """The template filled in (placeholders were validated when the config was loaded)."""
-    return policy.template.format(distributor=distributor, market=market, episode=episode,
-                                  export_id=export_id).strip()
+    """The template filled in (placeholders were validated when the config was loaded).
+
+    Names are shortened first (``short_field``): the mark is for a viewer to read, the forensic
+    payload and the export id are what a trace relies on.
+    """
+    return policy.template.format(distributor=short_field(distributor), market=market,
+                                  episode=short_field(episode), export_id=export_id).strip()
 
 
 def text_box(text: str, size: int) -> Box:

@@ -17,8 +17,9 @@ from locpipe.media.probe import probe
 
 #: episodes are 1-3 minutes; anything beyond this is almost certainly the wrong file
 MAX_DURATION = 4 * 3600.0
-#: bump when MediaInfo gains a field: cached probes are redone
-PROBE_VERSION = 2
+#: bump when MediaInfo gains a field or the probe a check: cached probes are redone (3: absolute
+#: paths, truncation check)
+PROBE_VERSION = 3
 
 
 def probe_episode(path: Path) -> MediaInfo:

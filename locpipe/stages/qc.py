@@ -75,7 +75,18 @@ def check_dub(dub: DubTrack | None) -> list[QCCheck]:
         QCCheck(name="dub_unspeakable_lines", passed=not unspoken, value=len(unspoken), target="0",
                 detail="; ".join(f"cue {ln.cue_index}: {ln.note}" for ln in unspoken[:5])),
         *check_dub_voice(dub),
+        *check_dub_cast(dub),
     ]
+
+
+def check_dub_cast(dub: DubTrack) -> list[QCCheck]:
+    """Characters of the series must sound like different people: fails when the cast ran out of voices."""
+    if not dub.voices:  # one voice for every line (no speaker labels): nothing to compare
+        return []
+    shared = [n for n in dub.cast_notes if " share the voice " in n]
+    cast = "; ".join(f"{label}: {voice}" for label, voice in sorted(dub.voices.items()))
+    return [QCCheck(name="dub_cast", passed=not shared, value=len(set(dub.voices.values())),
+                    target="a distinct voice per character", detail="; ".join([cast, *dub.cast_notes]))]
 
 
 def check_dub_voice(dub: DubTrack) -> list[QCCheck]:
@@ -126,6 +137,51 @@ def chart_series(track: SubtitleTrack, dub: DubTrack | None, loudness: list[floa
     if dub is not None:
         series["dub_stretch"] = [ln.stretch for ln in dub.lines if ln.outcome != "skipped"]
     return series
+
+
+# --------------------------------------------------------------------------- burned-in source text
+
+
+#: export frames OCR'd for source-language text (spread over the cues)
+SOURCE_TEXT_FRAMES = 8
+
+
+def source_text_check(export_path: Path, market: Market, transcript: Transcript, onscreen, ocr) -> QCCheck | None:
+    """Read the export as a viewer would: OCR frames in the middle of cues and fail when
+    Chinese dialogue is still readable (for a non-CJK market). This checks the mask itself,
+    so a subtitle style the detector missed can never pass QC unseen. Static texts the
+    market chose to keep (logo, title) are not counted. None for CJK markets or without
+    cues."""
+    from locpipe.media.frames import luma_at
+    from locpipe.stages.source_subs import qc_times, readable_leaks
+
+    if market.config.base_language in CJK_LANGUAGES or not transcript.cues:
+        return None
+    times = qc_times([(c.start, c.end) for c in transcript.cues], SOURCE_TEXT_FRAMES)
+    keep = [] if onscreen is None or market.config.source_subtitles.mask_static else [s.text for s in onscreen.static]
+    leaks = readable_leaks(luma_at(export_path, times, short_side=540), ocr, static=keep)
+    frames_hit = sorted({lk.t for lk in leaks})
+    return QCCheck(name="source_text_readable", passed=not leaks, value=len(frames_hit),
+                   target=f"0 of {len(times)} sampled cue frames with readable Chinese",
+                   detail="; ".join(f"{lk.t:.2f}s {lk.text!r} ({lk.score})" for lk in leaks[:5]))
+
+
+def source_subs_check(onscreen, transcript: Transcript) -> QCCheck | None:
+    """Informational: what the burned-in subtitle detector found. When it found none but
+    speech was transcribed, say so: the episode may carry a style the detector missed
+    (``--subtitle-band`` forces a band), and the transcript is ASR alone."""
+    if onscreen is None:
+        return None
+    if onscreen.found:
+        detail = f"band {onscreen.band}{' (given)' if onscreen.band_given else ''}, {len(onscreen.intervals)} lines"
+        if onscreen.static:
+            detail += "; static text: " + ", ".join(s.text for s in onscreen.static)
+        return QCCheck(name="source_subtitles", passed=True, value="found", detail=detail)
+    heard = len(transcript.cues)
+    detail = (f"warning: OCR found no burned-in subtitles but {heard} cue(s) of speech were transcribed: "
+              "the transcript is speech recognition alone; if the source is hard-subbed, give the band "
+              "with --subtitle-band TOP:BOTTOM") if heard else "no burned-in subtitles and no speech"
+    return QCCheck(name="source_subtitles", passed=True, value="none found", detail=detail)
 
 
 # --------------------------------------------------------------------------- checks from outside the export

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from locpipe.artifacts import SubtitleEvent, SubtitleTrack, Translation
 from locpipe.config import SubtitleRules
+from locpipe.localize.sanitize import limited_cues
 from locpipe.media.subtitles import write_srt, write_vtt
 
 
@@ -154,47 +155,118 @@ def _inside_name(before: str, after: str) -> bool:
             and not _is_clause_end(before))
 
 
-def split_balanced(text: str, n: int, rules: LanguageRules, language: str) -> list[str] | None:
+@dataclass
+class SplitWork:
+    """How many candidate chunks the splitter measured: tests bound it to prove the work is
+    near-linear in the line length (a timing bound would be flaky on a shared machine)."""
+
+    steps: int = 0
+
+
+def _prefix_widths(tokens: list[str], language: str) -> list[float]:
+    """Cumulative display widths of the tokens: any span's width in O(1) instead of re-measuring it."""
+    out = [0.0]
+    for tok in tokens:
+        out.append(out[-1] + text_width(tok, language))
+    return out
+
+
+def split_balanced(text: str, n: int, rules: LanguageRules, language: str,
+                   work: SplitWork | None = None) -> list[str] | None:
     """Split ``text`` into ``n`` chunks of near-equal width that each fit one event.
 
     Dynamic programming over word (or character) boundaries: cost is the squared deviation
     from equal widths, minus a bonus for breaking after clause punctuation. None when no
     split into ``n`` chunks fits the event's line budget.
+
+    Near-linear: span widths come from prefix sums, a chunk's start is searched only among
+    the tokens that fit one event (a window that slides with its end), and chunk counts that
+    cannot reach the end within the budget are skipped. The work is about tokens x (tokens
+    per event) x (n - fewest possible chunks + 1), where the earlier version re-measured
+    every span in three nested loops (a 5,000-character line ran for minutes).
     """
     tokens = _tokens(text, rules.spaced)
     if n <= 1:
         return [text] if text_width(text, language) <= rules.max_chars_per_line * rules.max_lines else None
     if n > len(tokens):
         return None
+    t = len(tokens)
     block = rules.max_chars_per_line * rules.max_lines
+    sep = text_width(" ", language) if rules.spaced else 0.0
+    prefix = _prefix_widths(tokens, language)
     target = text_width(text, language) / n
+    clause = [_is_clause_end(tok) for tok in tokens]
+    inside = [rules.spaced and 0 < i < t and _inside_name(tokens[i - 1], tokens[i]) for i in range(t + 1)]
+
+    def width(j: int, i: int) -> float:  # text_width(_join(tokens[j:i])) without joining
+        return prefix[i] - prefix[j] + sep * (i - j - 1)
+
+    head, tail = _fewest_prefix(tokens, rules, language), _fewest_prefix(tokens[::-1], rules, language)[::-1]
     inf = float("inf")
-    # best[k][i]: cost of splitting tokens[:i] into k chunks; back[k][i]: start of the last chunk
-    best = [[inf] * (len(tokens) + 1) for _ in range(n + 1)]
-    back = [[0] * (len(tokens) + 1) for _ in range(n + 1)]
+    # best[i][k]: cost of splitting tokens[:i] into k chunks; back[i][k]: start of the last chunk.
+    # Only the k that can still finish are kept (a few per i), so memory is linear as well.
+    best: list[dict[int, float]] = [{} for _ in range(t + 1)]
+    back: list[dict[int, int]] = [{} for _ in range(t + 1)]
     best[0][0] = 0.0
-    for k in range(1, n + 1):
-        for i in range(k, len(tokens) + 1):
-            for j in range(k - 1, i):
-                if best[k - 1][j] == inf:
-                    continue
-                w = text_width(_join(tokens[j:i], rules.spaced), language)
-                if w > block:
-                    continue
-                bonus = (target * 0.5) ** 2 if i < len(tokens) and _is_clause_end(tokens[i - 1]) else 0.0
-                if rules.spaced and 0 < i < len(tokens) and _inside_name(tokens[i - 1], tokens[i]):
-                    bonus -= (2 * target) ** 2  # splitting a name between events: last resort
-                cost = best[k - 1][j] + (w - target) ** 2 - bonus
-                if cost < best[k][i]:
-                    best[k][i], back[k][i] = cost, j
-    if best[n][len(tokens)] == inf:
+    lo = 0  # first start j with width(j, i) <= block; never decreases as i grows
+    for i in range(1, t + 1):
+        while lo < i and width(lo, i) > block:
+            lo += 1
+        if lo == i:
+            continue  # one token wider than an event: no chunk ends here
+        # tokens[:i] needs at least head[i] chunks and tokens[i:] at least tail[i]: other k cannot finish
+        k_min, k_max = max(1, head[i]), min(n, i, n - tail[i])
+        if k_min > k_max:
+            continue
+        bonus = (target * 0.5) ** 2 if i < t and clause[i - 1] else 0.0
+        if inside[i]:
+            bonus -= (2 * target) ** 2  # splitting a name between events: last resort
+        row, row_back = best[i], back[i]
+        for j in range(lo, i):  # ascending: of equal costs the earliest start wins, as before
+            square = (width(j, i) - target) ** 2
+            for k_prev, prev_cost in best[j].items():
+                k = k_prev + 1
+                if k_min <= k <= k_max:
+                    cost = prev_cost + square - bonus  # this order: the same floats, the same ties as before
+                    if cost < row.get(k, inf):
+                        row[k], row_back[k] = cost, j
+            if work is not None:
+                work.steps += len(best[j])
+    if n not in best[t]:
         return None
-    chunks, i = [], len(tokens)
+    chunks, i = [], t
     for k in range(n, 0, -1):
-        j = back[k][i]
+        j = back[i][k]
         chunks.append(_join(tokens[j:i], rules.spaced))
         i = j
     return chunks[::-1]
+
+
+def _fewest_prefix(tokens: list[str], rules: LanguageRules, language: str) -> list[int | float]:
+    """For every i, the fewest chunks that fit one event each and hold tokens[:i] (inf once a
+    token is wider than an event). Greedy packing is optimal for every prefix at once."""
+    block = rules.max_chars_per_line * rules.max_lines
+    sep = text_width(" ", language) if rules.spaced else 0.0
+    out: list[int | float] = [0]
+    count: int | float = 0
+    current: float | None = None
+    for tok in tokens:
+        w = text_width(tok, language)
+        if w > block:
+            count = float("inf")
+        elif current is None or current + sep + w > block:
+            count, current = count + 1, w
+        else:
+            current += sep + w
+        out.append(count)
+    return out
+
+
+def fewest_chunks(tokens: list[str], rules: LanguageRules, language: str) -> int | None:
+    """The fewest chunks that fit one event each; None when a single token is wider than an
+    event. One pass: the splitter starts from here instead of trying every smaller count first."""
+    count = _fewest_prefix(tokens, rules, language)[-1]
+    return None if count == float("inf") else int(count)
 
 
 def segment_cue(
@@ -216,12 +288,14 @@ def segment_cue(
     total = max(span_end - start, 0.01)
     block = rules.max_chars_per_line * rules.max_lines
     n = max(int(-(-width // block)), int(-(-total // rules.max_duration)), 1)
+    tokens = _tokens(text, rules.spaced)
+    fewest = fewest_chunks(tokens, rules, language) if n > 1 or width > block else 1
     chunks = None
-    while chunks is None:
-        chunks = split_balanced(text, n, rules, language)
-        n += 1
-        if n > len(_tokens(text, rules.spaced)) + 1:
-            chunks = _tokens(text, rules.spaced)  # one giant word: nothing better exists
+    if fewest is not None and max(n, fewest) <= len(tokens):
+        # every count from ``fewest`` on fits: the first one tried used to be found by trying each
+        chunks = split_balanced(text, max(n, fewest), rules, language)
+    if chunks is None:
+        chunks = tokens  # a giant word, or more events than words: nothing better exists
     widths = [max(text_width(c, language), 1.0) for c in chunks]
     events: list[SubtitleEvent] = []
     t = start
@@ -277,8 +351,20 @@ def violations(events: list[SubtitleEvent], rules: LanguageRules, language: str)
 def build_track(translation: Translation, rules: LanguageRules, *, duration: float, fps: float,
                 out_dir: Path) -> SubtitleTrack:
     events = segment_translation(translation, rules, duration=duration, fps=fps)
-    track = SubtitleTrack(language=translation.language, events=events,
-                          violations=violations(events, rules, translation.language))
+    found = violations(events, rules, translation.language) + limit_violations(translation, events)
+    track = SubtitleTrack(language=translation.language, events=events, violations=found)
     write_srt(events, out_dir / track.srt)
     write_vtt(events, out_dir / track.vtt)
     return track
+
+
+def limit_violations(translation: Translation, events: list[SubtitleEvent]) -> list[dict]:
+    """A violation for every cue whose backend text was over its length limit (shortened or
+    rejected at translation, ``locpipe.localize.sanitize``): QC fails it, the episode goes on."""
+    first = {}
+    for i, ev in enumerate(events):
+        first.setdefault(ev.cue_index, i)
+    by_start = {c.index: c for c in translation.cues}
+    return [{"event": first.get(index, -1), "start": by_start[index].start if index in by_start else 0.0,
+             "text": by_start[index].text if index in by_start else "", "problems": [problem]}
+            for index, problem in sorted(limited_cues(translation.notes).items())]

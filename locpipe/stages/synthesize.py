@@ -25,6 +25,7 @@ import numpy as np
 
 from locpipe.artifacts import DubLine, DubTrack, Translation
 from locpipe.backends.tts.base import TTSBackend, UnspeakableText
+from locpipe.backends.tts.pronounce import spoken_text
 from locpipe.backends.tts.select import VoiceChoice
 from locpipe.config import Market
 from locpipe.errors import BackendUnavailable, StageError
@@ -286,7 +287,8 @@ def synthesize_dub(translation: Translation, market: Market, episode_duration: f
                    tts: TTSBackend | None, choice: VoiceChoice | None = None, *,
                    speakers: dict[int, str] | None = None, voices: dict[str, VoiceStyle] | None = None,
                    shorten: ShortenFn | None = None,
-                   make_backend: Callable[[str], TTSBackend] | None = None) -> DubTrack:
+                   make_backend: Callable[[str], TTSBackend] | None = None,
+                   lexicon: dict[str, str] | None = None, cast_notes: list[str] | None = None) -> DubTrack:
     """Speak every translated cue, fit each into its slot, write ``dub.wav`` for the whole episode.
 
     ``choice`` (from locpipe.backends.tts.select.choose_voice) names the voice and carries the
@@ -297,6 +299,10 @@ def synthesize_dub(translation: Translation, market: Market, episode_duration: f
     a shorter rendering of a line that overflows its slot even at the stretch cap; the line
     is spoken again from it and re-fitted (subtitles keep the full translation).
     ``make_backend`` gives the engines of the characters' voices (the worker's loaded ones).
+    ``lexicon`` (written name -> spoken form, ``locpipe.localize.voices.bible_lexicon``) and,
+    for English, automatic pinyin respellings change only what the voice is given
+    (``locpipe.backends.tts.pronounce.spoken_text``); the DubLine keeps the written text.
+    ``cast_notes`` (shared or pitch-varied voices of the series cast) go to QC.
     """
     if choice is not None and (choice.backend is None or tts is None):
         return silent_dub(translation, episode_duration, out_dir, choice)
@@ -314,7 +320,8 @@ def synthesize_dub(translation: Translation, market: Market, episode_duration: f
             continue
         t0 = time.perf_counter()
         try:
-            audio, spoken_by[cue.index] = _speak_cue(cue.text, cue.index, tts, voice, sr, speakers, voices, backends)
+            said = spoken_text(cue.text, lexicon or {}, translation.language)
+            audio, spoken_by[cue.index] = _speak_cue(said, cue.index, tts, voice, sr, speakers, voices, backends)
         except UnspeakableText as exc:  # one bad line must not cost the episode its dub: flag it
             log.warning("cue %d not dubbed: %s", cue.index, exc)
             notes[cue.index] = str(exc)
@@ -337,8 +344,8 @@ def synthesize_dub(translation: Translation, market: Market, episode_duration: f
             if rewrite is None:
                 continue
             try:
-                audio, spoken_by[cue.index] = _speak_cue(rewrite.text, cue.index, tts, voice, sr, speakers, voices,
-                                                         backends)
+                said = spoken_text(rewrite.text, lexicon or {}, translation.language)
+                audio, spoken_by[cue.index] = _speak_cue(said, cue.index, tts, voice, sr, speakers, voices, backends)
             except UnspeakableText as exc:
                 log.warning("cue %d: rewrite %r not spoken (%s); keeping the overflow", cue.index, rewrite.text, exc)
                 continue
@@ -372,6 +379,7 @@ def synthesize_dub(translation: Translation, market: Market, episode_duration: f
     result = DubTrack(language=translation.language, voice=voice, backend=tts.name, sample_rate=sr, lines=lines,
                       quality=choice.quality if choice else tts.voice_quality(voice),
                       notes=list(choice.notes) if choice else [],
-                      voices={label: style.describe() for label, style in (voices or {}).items()})
+                      voices={label: style.describe() for label, style in (voices or {}).items()},
+                      cast_notes=list(cast_notes or []))
     write_wav(out_dir / result.wav, track, sr)
     return result

@@ -17,6 +17,7 @@ from pathlib import Path
 from locpipe.artifacts import Cue, SourceSubtitles, Transcript
 from locpipe.backends.asr.base import ASRBackend
 from locpipe.errors import InputError
+from locpipe.localize.sanitize import clean_for_language
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,11 @@ def renumber(cues: list[Cue]) -> list[Cue]:
 def find_sidecar(video: Path) -> Path | None:
     for suffix in SIDECAR_SUFFIXES:
         candidate = video.with_name(video.stem + suffix)
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # ENAMETOOLONG: a long episode name plus the suffix cannot exist
+            continue
     return None
 
 
@@ -59,7 +63,10 @@ def read_sidecar(path: Path) -> list[Cue]:
     for ev in subs:
         if ev.is_comment:
             continue
-        text = re.sub(r"\s+", " ", ev.plaintext.replace("\n", " ")).strip()
+        clean = clean_for_language(ev.plaintext, (ev.end - ev.start) / 1000, "zh")  # untrusted: bounded, flat
+        if clean.problem:
+            log.warning("%s: cue at %.2f s: %s", path, ev.start / 1000, clean.problem)
+        text = clean.text
         if text:
             cues.append(Cue(index=len(cues), start=ev.start / 1000, end=ev.end / 1000, text=text, source="sidecar"))
     return renumber(cues)

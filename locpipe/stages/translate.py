@@ -21,6 +21,7 @@ from locpipe.backends.mt.base import TranslationBackend, TranslationRequest
 from locpipe.errors import StageError
 from locpipe.localize.adapt import AdaptationConfig, Adapter
 from locpipe.localize.bible import SeriesBible
+from locpipe.localize.sanitize import clean_for_language
 from locpipe.localize.terms import (
     Restored,
     glossary_violations,
@@ -57,7 +58,9 @@ def build_translation(transcript: Transcript, texts: list[str], language: str, b
     notes: list[str] = []
     cues: list[TranslatedCue] = []
     for cue, raw in zip(transcript.cues, texts, strict=True):
-        text = clean_text(raw)
+        clean = clean_for_language(raw, cue.end - cue.start, language)  # bounded, no markup/bidi (issue 17)
+        text = clean.text
+        notes += [f"cue {cue.index}: {clean.problem}"] if clean.problem else []
         if base not in CJK_LANGUAGES and CJK_RE.search(text):
             notes.append(f"cue {cue.index}: removed CJK characters from {text!r}")
             text = remove_cjk(text)
@@ -121,6 +124,7 @@ def translate_episode(transcript: Transcript, market_language: str, backend: Tra
     ctx = dict(context or {})
     if bible is not None:
         ctx.setdefault("bible", bible.summary(language))
+        ctx.setdefault("bible_pivot", bible.summary("en"))  # for backends that go through English
     ctx.setdefault("scene", lines)
 
     keys = keys_for_lines(lines, transcript.language, language, backend.name, bible.version if bible else "")
@@ -180,6 +184,8 @@ def translate_episode(transcript: Transcript, market_language: str, backend: Tra
             translation.cues[n] = cue = cue.model_copy(update={"text": text})
         if table or forbidden:
             violations += glossary_violations(cue.index, cue.source_text, cue.text, table, forbidden)
+        if backend.term_mode == "context" and bible is not None and cue.text:
+            adapted += address_adaptations(cue.index, cue.source_text, cue.text, bible, language)
     translation = translation.model_copy(update={
         "term_edits": edits, "glossary_violations": violations, "adaptations": adapted,
         "tm_hits": len(cues) - len(todo) if tm is not None else 0, "tm_misses": len(todo) if tm is not None else 0,
@@ -189,6 +195,23 @@ def translate_episode(transcript: Transcript, market_language: str, backend: Tra
     for v in violations:
         log.warning("translate %s: glossary violation %s", language, v)
     return translation
+
+
+def address_adaptations(index: int, source: str, text: str, bible: SeriesBible, language: str) -> list[dict]:
+    """Forms of address a language model rendered by the bible's policy (王爷, 夫人, 姐...), for QC.
+
+    The model decides the rendering from who speaks to whom, so nothing can be replaced here;
+    each use is recorded (``adaptation_flags``) with the policy it followed, for a reviewer.
+    """
+    from locpipe.localize.bible import for_language
+
+    out = []
+    for key, honorific in bible.honorifics.items():
+        policy = for_language(honorific.policy, language)
+        if policy and "<surname>" not in key and key in source:
+            out.append({"cue": index, "rule": "form_of_address", "before": key, "after": key,
+                        "detail": f"{key} by policy {policy} -> {text!r}"})
+    return out
 
 
 def translation_checks(translation: Translation) -> list[QCCheck]:

@@ -22,6 +22,20 @@ from locpipe.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 
+#: hosts that are this machine: an endpoint there keeps a ``local-only`` series' text here
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+
+
+class TranslationFailed(BackendUnavailable):
+    """A backend that looked available failed on this episode (load or request timeout, an
+    answer that never validated, a model that would not load): the market's next backend is
+    tried, with this message recorded."""
+
+
+def is_local_url(url: str) -> bool:
+    """Whether ``url`` points at this machine (its text never leaves it)."""
+    return (urlparse(url).hostname or "") in LOCAL_HOSTS
+
 
 @dataclass(frozen=True)
 class TranslationRequest:
@@ -46,6 +60,9 @@ class TranslationBackend(ABC):
     #: kept), "post_edit" (speech in: the output is corrected afterwards), "context" (the bible
     #: is given to the backend, the output is checked and corrected afterwards)
     term_mode: str = "placeholder"
+    #: whether the text (or audio) leaves this machine; a ``data_policy: local-only`` series or
+    #: market skips remote backends
+    remote: bool = False
 
     @property
     @abstractmethod
@@ -63,6 +80,14 @@ class TranslationBackend(ABC):
     def translate(self, request: TranslationRequest) -> list[str]:
         """One translated text per request cue, same order, same count."""
 
+    def configure_threads(self, threads: int | None) -> None:
+        """The worker's share of the CPU (``--jobs``) for backends that run a model here."""
+        return None  # only backends that run a model in this process use it
+
+    def route(self, target_lang: str) -> str:
+        """How this backend reaches ``target_lang`` ("direct", "via-en", ...), for the manifest."""
+        return "direct"
+
     #: whether :meth:`shorten` can rewrite a line to a length budget (the dub's last resort
     #: before a line overflows its slot)
     can_shorten: bool = False
@@ -73,7 +98,8 @@ class TranslationBackend(ABC):
 
 
 MT: Registry[TranslationBackend] = Registry("translation", tuple(
-    f"locpipe.backends.mt.{m}" for m in ("apertium", "online", "openai_chat", "whisper_translate")))
+    f"locpipe.backends.mt.{m}" for m in ("apertium", "llama_local", "online", "openai_chat",
+                                         "whisper_translate")))
 register = MT.register
 
 
@@ -82,15 +108,22 @@ def get_mt_backend(name: str) -> TranslationBackend:
 
 
 def choose_backend(preferences: list[str], source: str, target: str,
-                   make: Callable[[str], TranslationBackend] = get_mt_backend) -> TranslationBackend:
+                   make: Callable[[str], TranslationBackend] = get_mt_backend, *,
+                   local_only: bool = False, tried: list[str] | None = None) -> TranslationBackend:
     """First preferred backend that serves (source, target) and can run here.
 
     ``make`` builds a backend by name (the pipeline passes the worker's ``Resources.mt``).
+    ``local_only`` (a ``data_policy: local-only`` series or market) skips remote backends;
+    ``tried`` holds reasons from backends that already failed on this episode, so the final
+    error names them too.
     """
-    reasons: list[str] = []
+    reasons: list[str] = list(tried or [])
     base_target = target.split("-")[0].lower()
     for name in preferences:
         backend = make(name)
+        if local_only and backend.remote:
+            reasons.append(f"{name}: skipped, remote backend and data_policy is local-only")
+            continue
         if not backend.supports(source, base_target):
             reasons.append(f"{name}: does not translate {source}->{base_target}")
             continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from importlib.metadata import version as pkg_version
 
-from locpipe.backends.mt.base import TranslationBackend, TranslationRequest, check_reachable, register
+from locpipe.backends.mt.base import TranslationBackend, TranslationRequest, check_reachable, is_local_url, register
 from locpipe.errors import BackendUnavailable
 
 #: deep-translator's Google codes for our source/target languages
@@ -27,6 +27,8 @@ class _DeepTranslatorBackend(TranslationBackend):
     provider = ""
     default_url = ""
     languages: set[str] = set()
+    #: a web service: even behind a local ``LOCPIPE_<PROVIDER>_URL`` proxy the text leaves the machine
+    remote = True
 
     @property
     def version(self) -> str:
@@ -141,6 +143,11 @@ class LibreTranslateBackend(_DeepTranslatorBackend):
     provider = "libretranslate"
     default_url = "https://libretranslate.com/"
     languages = LIBRE_CODES
+
+    @property
+    def remote(self) -> bool:  # type: ignore[override]
+        """A server on this machine keeps the text here."""
+        return not is_local_url(self.url)
 
     def supports(self, source: str, target: str) -> bool:
         return source in LIBRE_CODES and target in LIBRE_CODES

@@ -28,8 +28,15 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
 from locpipe.artifacts import Cue
-from locpipe.backends.mt.base import TranslationBackend, TranslationRequest, check_reachable, register
-from locpipe.errors import BackendUnavailable, StageError
+from locpipe.backends.mt.base import (
+    TranslationBackend,
+    TranslationFailed,
+    TranslationRequest,
+    check_reachable,
+    is_local_url,
+    register,
+)
+from locpipe.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +95,17 @@ def extract_json(content: str) -> object:
     raise BadReply("the answer was not valid JSON")
 
 
+def _compact_to_lines(data: object) -> object:
+    """``{"1": "text", "2": "text"}`` (the compact shape local models are asked for: a third of
+    the tokens) as the ``{"lines": [...]}`` shape; anything else unchanged."""
+    if isinstance(data, dict) and "lines" not in data and data and all(str(k).isdigit() for k in data):
+        return {"lines": [{"id": int(k), "text": v} for k, v in data.items()]}
+    return data
+
+
 def parse_reply(content: str, ids: list[int]) -> dict[int, str]:
-    """Validated {id: text}: exactly the ids asked for, each once."""
-    data = extract_json(content)
+    """Validated {id: text}: exactly the ids asked for, each once (either reply shape)."""
+    data = _compact_to_lines(extract_json(content))
     try:
         reply = _Reply.model_validate(data)
     except ValidationError as exc:
@@ -199,9 +214,16 @@ def scene_message(request: TranslationRequest, positions: list[int]) -> dict:
 @register("llm")
 class OpenAIChatBackend(TranslationBackend):
     term_mode = "context"  # the bible goes in the prompt; output is checked and corrected after
+    #: the JSON shape asked for again in a repair prompt (subclasses asking another shape change it)
+    reply_hint = '{"lines": [{"id": n, "text": "..."}]}'
 
     def __init__(self, settings: ChatSettings | None = None):
         self.settings = settings or ChatSettings.from_env()
+
+    @property
+    def remote(self) -> bool:  # type: ignore[override]
+        """An endpoint on this machine (a llama.cpp server, vLLM on localhost) keeps the text here."""
+        return not is_local_url(self.settings.url)
 
     @property
     def version(self) -> str:
@@ -248,10 +270,15 @@ class OpenAIChatBackend(TranslationBackend):
             return None
         return got[0]
 
+    def ask(self, system: str, user_text: str, ids: list[int]) -> list[str] | None:
+        """One validated answer per id for any task in this JSON shape (``locpipe bible suggest``),
+        or None when it never validated."""
+        return self._ask(system, {"role": "user", "content": user_text}, ids, self.settings.repairs)
+
     def _ask(self, system: str, user: dict, ids: list[int], repairs: int) -> list[str] | None:
         messages = [{"role": "system", "content": system}, user]
         for attempt in range(repairs + 1):
-            content = chat(self.settings, messages)
+            content = self._complete(messages, ids)
             try:
                 got = parse_reply(content, ids)
                 return [got[i] for i in ids]
@@ -260,9 +287,16 @@ class OpenAIChatBackend(TranslationBackend):
                 messages = messages + [
                     {"role": "assistant", "content": content[:4000]},
                     {"role": "user", "content": f"Your answer was invalid: {exc}. Answer again with only the JSON "
-                                                f'object {{"lines": [{{"id": n, "text": "..."}}]}} and exactly '
-                                                f"ids {ids}."}]
+                                                f"object {self.reply_hint} and exactly ids {ids}."}]
         return None
+
+    def _complete(self, messages: list[dict], ids: list[int]) -> str:
+        """The answer's text for one chat request (the only transport-specific step: a local
+        runtime overrides it and may constrain the answer to exactly ``ids``)."""
+        return chat(self.settings, messages)
+
+    def _scene_message(self, request: TranslationRequest, positions: list[int]) -> dict:
+        return scene_message(request, positions)
 
     def _system(self, request: TranslationRequest) -> str:
         return SYSTEM_PROMPT.format(source=LANGUAGE_NAMES.get(request.source_lang, request.source_lang),
@@ -270,12 +304,12 @@ class OpenAIChatBackend(TranslationBackend):
 
     def _scene(self, request: TranslationRequest, positions: list[int]) -> list[str] | None:
         ids = list(range(1, len(positions) + 1))
-        return self._ask(self._system(request), scene_message(request, positions), ids, self.settings.repairs)
+        return self._ask(self._system(request), self._scene_message(request, positions), ids, self.settings.repairs)
 
     def _single(self, request: TranslationRequest, position: int) -> str:
-        got = self._ask(self._system(request), scene_message(request, [position]), [1], self.settings.repairs)
+        got = self._ask(self._system(request), self._scene_message(request, [position]), [1], self.settings.repairs)
         if got is None:
             cue = request.cues[position]
-            raise StageError("translate", f"llm gave no valid answer for cue {cue.index} ({cue.text!r}) after "
-                                          f"{self.settings.repairs + 1} attempts")
+            raise TranslationFailed(f"{self.name} gave no valid answer for cue {cue.index} ({cue.text!r}) after "
+                                    f"{self.settings.repairs + 1} attempts")
         return got[0]

@@ -76,23 +76,26 @@ class SubtitleOCR:
                               str(text).strip(), float(score)))
         return lines
 
-    def centred_text(self, gray: np.ndarray, tolerance: float, line_height: float) -> bool:
-        """Detection only, at half scale: is there a centred box shaped like a subtitle line
-        (about ``line_height`` work pixels tall, wider than tall)?
+    def centred_text(self, gray: np.ndarray, tolerance: float, line_height: float | None) -> bool:
+        """Detection only: is there a centred box shaped like a subtitle line (about
+        ``line_height`` work pixels tall when known, wider than tall)?
 
-        A quarter of the pixels of a full read and no recognition; while the band is empty
-        and the scene moves this runs at every sample, so it must be cheap.
+        No recognition, and at half scale when the lines are tall enough to stay readable
+        (30 work pixels; small subtitles are checked at full scale, or they vanish); while
+        the band is empty and the scene moves this runs at every other sample, so it must
+        be cheap.
         """
         import cv2
 
         self.calls += 1
-        small = cv2.resize(gray, (max(1, gray.shape[1] // 2), max(1, gray.shape[0] // 2)),
-                           interpolation=cv2.INTER_AREA)
+        k = 2 if line_height is not None and line_height >= 30 else 1
+        small = gray if k == 1 else cv2.resize(gray, (max(1, gray.shape[1] // k), max(1, gray.shape[0] // k)),
+                                               interpolation=cv2.INTER_AREA)
         boxes, _ = self.engine.text_det(np.repeat(small[:, :, None], 3, axis=2))
         w = small.shape[1]
         for box in [] if boxes is None else boxes:
             x0, x1, y0, y1 = np.min(box[:, 0]), np.max(box[:, 0]), np.min(box[:, 1]), np.max(box[:, 1])
-            tall = (y1 - y0) * 2 / line_height
+            tall = 1.0 if line_height is None else (y1 - y0) * k / line_height
             if abs((x0 + x1) / 2 - w / 2) <= tolerance * w and 0.5 <= tall <= 1.8 and x1 - x0 >= y1 - y0:
                 return True
         return False

@@ -40,6 +40,12 @@ class VoiceInfo:
     gender: str | None = None
     quality: str = ""
     licence: str = ""
+    #: how a listener names the accent ("American", "British", "Japanese" for an accented pack)
+    accent: str = ""
+    #: the engine's own quality grade of this voice (Kokoro: "A" ... "F"), "" when none
+    grade: str = ""
+    #: "adult" or "senior": casting keeps old-sounding voices for old characters
+    age: str = "adult"
 
     @property
     def base_language(self) -> str:

