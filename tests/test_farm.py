@@ -471,19 +471,19 @@ def test_a_worker_sigkilled_in_asr_tts_and_render_loses_nothing_and_nothing_happ
     render issued its forensic payload). Each time another worker takes the unit over through
     the dead worker's expired lease (the visibility timeout is an hour), and in the end there
     is one export, one commit and one ledger serial, final, for the export."""
-    from locpipe.watermark.ledger import ledger_path
 
     series = tmp_path / "series"
     series.mkdir()
     cut_sample(series / "ep001.mp4", 0.0, 6.0)
     cfg = small_app_configs(tmp_path / "configs")
-    out, ledger = tmp_path / "out", ledger_path().resolve()  # the house ledger of this test session
-    env = {**DRILL_ENV, "LOCPIPE_CONFIG_DIR": str(cfg)}
+    # a house ledger of this test alone: the session's is shared with every other test's exports
+    out, ledger = tmp_path / "out", (tmp_path / "house" / "forensic-ledger.sqlite").resolve()
+    env = {**DRILL_ENV, "LOCPIPE_CONFIG_DIR": str(cfg), "LOCPIPE_LEDGER": str(ledger)}
     pool = [workers(redis_server.url, "asr,tts,render", env), workers(redis_server.url, "asr,tts,render", env)]
     for w in pool:
         w.wait_ready()
     proc = farm("submit", str(series), "--markets", "us", "--out", str(out), "--no-ocr", "--distributor", "acme",
-                broker=redis_server.url, env={"LOCPIPE_CONFIG_DIR": str(cfg)})
+                broker=redis_server.url, env={"LOCPIPE_CONFIG_DIR": str(cfg), "LOCPIPE_LEDGER": str(ledger)})
     (uid,) = [json.loads(line)["unit"] for line in proc.stdout.splitlines()]
     status = json.loads(farm("status", "--out", str(out), "--json", broker=redis_server.url).stdout)
     assert {u["unit"]: u["state"] for u in status["units"]}[uid] in ("queued", "running")  # listed before it runs
