@@ -40,6 +40,13 @@ TTS_NAME = "fake-tts"
 VOICE = "fake-en"
 TTS_RATE = 22050
 
+#: a tiny 360x640 render profile and subtitle style: the in-process pipeline tests' markets
+TINY_PROFILE = {"width": 360, "height": 640, "reframe": "crop", "fps_policy": "keep-standard", "fps": 30,
+                "preset": "ultrafast", "crf": 32, "maxrate": "1M", "bufsize": "2M", "audio_bitrate": "96k",
+                "audio_sample_rate": 48000, "safe_zone": {"x0": 20, "y0": 40, "x1": 340, "y1": 600},
+                "forensic_watermark": False}
+TINY_SUBTITLES = {"font": "Noto Sans", "size": 24, "outline": 2, "margin_bottom": 60, "margin_sides": 20}
+
 CALLS: Counter[str] = Counter()
 MADE: Counter[str] = Counter()
 #: (path, sample rate, channels, seconds) of every WAV the fake ASR was given

@@ -52,20 +52,13 @@ from locpipe.stages.translate import build_translation
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE_MARKET, PLAIN_MARKET = "hx", "hf"
-PROFILE = {"width": 360, "height": 640, "reframe": "crop", "fps_policy": "keep-standard", "fps": 30,
-           "preset": "ultrafast", "crf": 32, "maxrate": "1M", "bufsize": "2M", "audio_bitrate": "96k",
-           "audio_sample_rate": 48000, "safe_zone": {"x0": 20, "y0": 40, "x1": 340, "y1": 600},
-           "forensic_watermark": False}
-SUBTITLES = {"font": "Noto Sans", "size": 24, "outline": 2, "margin_bottom": 60, "margin_sides": 20}
+PROFILE, SUBTITLES = fb.TINY_PROFILE, fb.TINY_SUBTITLES
 MARKETS = {
     HOSTILE_MARKET: {"name": "hostile llm", "language": "en", "render_profile": "tiny",
                      "dub": {"enabled": False, "background": "duck"}, "subtitles": SUBTITLES,
                      "translation": {"backends": ["llm"]}},
-    # the episode name is left out of the visible mark: render.visible refuses a mark too wide for
-    # the frame, and an 83-character name is (left to the render owner: see notes/issue-17.md)
     PLAIN_MARKET: {"name": "fake mt", "language": "en", "render_profile": "tiny",
                    "dub": {"enabled": False, "background": "duck"}, "subtitles": SUBTITLES,
-                   "watermark": {"template": "{distributor} {market} {export_id}"},
                    "translation": {"backends": [fb.MT_NAME]}},
 }
 INJECTION = "Hello\n\n00:00:01,000 --> 00:00:30,000\nINJECTED {\\pos(0,0)\\fs200}BIG \u202eevil\u202c <b>x</b>"

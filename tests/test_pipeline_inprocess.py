@@ -41,11 +41,7 @@ EXPORT_KINDS = {"video", "srt", "vtt", "ass", "qc"}
 DUB_STAGES = ["translate", "segment", "synthesize", "mix", "render", "qc"]
 SUB_STAGES = ["translate", "segment", "mix", "render", "qc"]
 
-PROFILE = {"width": W, "height": H, "reframe": "crop", "fps_policy": "keep-standard", "fps": 30,
-           "preset": "ultrafast", "crf": 32, "maxrate": "1M", "bufsize": "2M", "audio_bitrate": "96k",
-           "audio_sample_rate": 48000, "safe_zone": {"x0": 20, "y0": 40, "x1": 340, "y1": 600},
-           "forensic_watermark": False}
-SUBTITLES = {"font": "Noto Sans", "size": 24, "outline": 2, "margin_bottom": 60, "margin_sides": 20}
+PROFILE, SUBTITLES = fb.TINY_PROFILE, fb.TINY_SUBTITLES
 MARKETS = {
     US: {"name": "US (fake dub)", "language": "en", "render_profile": "tiny",
          "dub": {"enabled": True, "voice": f"{fb.TTS_NAME}:{fb.VOICE}", "background": "duck"},

@@ -491,3 +491,12 @@ def test_fill_graph_removes_each_line_only_while_it_shows():
     assert g.endswith("[fsrc][ffill]overlay=60:900[out]")  # a static pass: always on
     timed = graph.fill_graph(graph.Fill((0, 0, 10, 10), ((Path("a"), ((1.0, 2.0),)),), ((1.0, 2.0),)), "s", "o")
     assert timed.endswith("overlay=0:0:enable='between(t,1.000,2.000)'[o]")
+
+
+def test_the_exports_own_watermark_is_not_a_source_text_leak():
+    """A Chinese file name shows in the visible mark; OCR reads it with spaces lost or cut short."""
+    from locpipe.stages.qc import is_own_text
+
+    mark = "internal us 第2集 yellow f71a565d73"
+    assert is_own_text("nternalus第2集yellowf71a565d73", mark) and is_own_text("第2集yellow", mark)
+    assert not is_own_text("是我签的，有什么问题吗？", mark) and not is_own_text("第2集", "")

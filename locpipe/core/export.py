@@ -33,13 +33,14 @@ def check_export(ctx: EpisodeContext, rec: Recognition, plan: MarketPlan, render
         return qc.with_checks(report, [
             qc.speaker_check(rec.speakers), qc.background_check(plan.mix.model),
             qc.forensic_check(video, result.forensic_payload, result.ab_member, ctx.forensic(market, distributor)),
-            qc.source_subs_check(rec.onscreen, rec.transcript.model), *burned_text(ctx, rec, market, video)])
+            qc.source_subs_check(rec.onscreen, rec.transcript.model),
+            *burned_text(ctx, rec, market, video, result.watermark_text)])
 
     return ctx.stage(market.code, "qc", {"render": rendered.key, "speakers": rec.speakers_key,
                                          "source_text": qc.SOURCE_TEXT_FRAMES}, QCReport, make, store)
 
 
-def burned_text(ctx: EpisodeContext, rec: Recognition, market: Market, video: Path) -> list:
+def burned_text(ctx: EpisodeContext, rec: Recognition, market: Market, video: Path, own_text: str = "") -> list:
     """The export-OCR check (``qc.source_text_check``) when OCR is on and can run here."""
     if not ctx.settings.ocr:
         return []
@@ -48,7 +49,7 @@ def burned_text(ctx: EpisodeContext, rec: Recognition, market: Market, video: Pa
     except Exception as exc:  # OCR is optional: say why the check did not run
         return [QCCheck(name="source_text_readable", passed=True, value="not checked",
                            detail=f"export OCR unavailable: {exc}")]
-    return [qc.source_text_check(video, market, rec.transcript.model, rec.onscreen, ocr)]
+    return [qc.source_text_check(video, market, rec.transcript.model, rec.onscreen, ocr, own_text=own_text)]
 
 
 def export_paths(folder: Path, episode: str, language: str) -> dict[str, Path]:

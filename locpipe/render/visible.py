@@ -86,14 +86,29 @@ def short_field(value: str, limit: int = FIELD_CHARS) -> str:
     return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
 
 
-def watermark_text(policy: WatermarkPolicy, *, distributor: str, market: str, episode: str, export_id: str) -> str:
+def watermark_text(policy: WatermarkPolicy, *, distributor: str, market: str, episode: str, export_id: str,
+                   limit: int = FIELD_CHARS) -> str:
     """The template filled in (placeholders were validated when the config was loaded).
 
     Names are shortened first (``short_field``): the mark is for a viewer to read, the forensic
     payload and the export id are what a trace relies on.
     """
-    return policy.template.format(distributor=short_field(distributor), market=market,
-                                  episode=short_field(episode), export_id=export_id).strip()
+    return policy.template.format(distributor=short_field(distributor, limit), market=market,
+                                  episode=short_field(episode, limit), export_id=export_id).strip()
+
+
+def fitted_text(policy: WatermarkPolicy, max_width: int, **fields: str) -> tuple[str, int]:
+    """The filled template and its size, names shortened further until the mark fits ``max_width``.
+
+    Only an over-long configured template (not a long name) is refused: that is a config error.
+    """
+    for limit in (FIELD_CHARS, 16, 10, 6):
+        text = watermark_text(policy, limit=limit, **fields)
+        try:
+            return text, fit_size(text, policy.size, max_width)
+        except ValueError:
+            continue
+    return text, fit_size(text, policy.size, max_width)
 
 
 def text_box(text: str, size: int) -> Box:
@@ -195,11 +210,10 @@ def plan_visible_watermark(market: Market, *, duration: float, distributor: str,
         return None
     profile = market.profile
     zone = profile.safe_zone
-    text = watermark_text(policy, distributor=distributor, market=market.code, episode=episode,
-                          export_id=export_id)
     band = subtitle_band(market.config.subtitles, profile, market.config.subtitle_rules.max_lines)
     try:
-        size = fit_size(text, policy.size, zone.x1 - zone.x0)
+        text, size = fitted_text(policy, zone.x1 - zone.x0, distributor=distributor, market=market.code,
+                                 episode=episode, export_id=export_id)
         box = text_box(text, size)
         placements = plan_positions(export_id, duration=duration, interval=policy.interval, box=box,
                                     zone=zone, band=band)

@@ -146,11 +146,21 @@ def chart_series(track: SubtitleTrack, dub: DubTrack | None, loudness: list[floa
 SOURCE_TEXT_FRAMES = 8
 
 
-def source_text_check(export_path: Path, market: Market, transcript: Transcript, onscreen, ocr) -> QCCheck | None:
+def is_own_text(read: str, own: str) -> bool:
+    """OCR of text the export itself carries (the visible watermark, which names the episode, so
+    a Chinese file name shows there): spaces ignored, a partial read of the mark counts too."""
+    from locpipe.stages.source_subs import text_distance
+
+    a, b = "".join(read.split()), "".join(own.split())
+    return bool(a and b) and (a in b or text_distance(a, b) <= 0.34)
+
+
+def source_text_check(export_path: Path, market: Market, transcript: Transcript, onscreen, ocr, *,
+                      own_text: str = "") -> QCCheck | None:
     """Read the export as a viewer would: OCR frames in the middle of cues and fail when
     Chinese dialogue is still readable (for a non-CJK market). This checks the mask itself,
     so a subtitle style the detector missed can never pass QC unseen. Static texts the
-    market chose to keep (logo, title) are not counted. None for CJK markets or without
+    market chose to keep (logo, title) and the export's own watermark are not counted. None for CJK markets or without
     cues."""
     from locpipe.media.frames import luma_at
     from locpipe.stages.source_subs import qc_times, readable_leaks
@@ -159,7 +169,8 @@ def source_text_check(export_path: Path, market: Market, transcript: Transcript,
         return None
     times = qc_times([(c.start, c.end) for c in transcript.cues], SOURCE_TEXT_FRAMES)
     keep = [] if onscreen is None or market.config.source_subtitles.mask_static else [s.text for s in onscreen.static]
-    leaks = readable_leaks(luma_at(export_path, times, short_side=540), ocr, static=keep)
+    leaks = [lk for lk in readable_leaks(luma_at(export_path, times, short_side=540), ocr, static=keep)
+             if not is_own_text(lk.text, own_text)]
     frames_hit = sorted({lk.t for lk in leaks})
     return QCCheck(name="source_text_readable", passed=not leaks, value=len(frames_hit),
                    target=f"0 of {len(times)} sampled cue frames with readable Chinese",
