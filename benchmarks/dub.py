@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -196,7 +197,14 @@ def _load_whisper():
     return WhisperModel(str(whisper_base_dir()), device="cpu", compute_type="int8", cpu_threads=2)
 
 
-def voice_figures(whisper, duration: float, specs: list[str] | None = None, lines: int = 13) -> list[tuple]:
+def _cpu_seconds() -> float:
+    """user+sys CPU seconds of this process (every thread) and its finished children (ffmpeg)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def voice_figures(whisper, duration: float, specs: list[str] | None = None, lines: int = 13,
+                  threads: int | None = None) -> list[tuple]:
     """Per voice: (spec, quality, CER, wall RTF, CPU RTF on 2 cores, fit share, spoken, load s, heard).
 
     ``specs`` picks cases of VOICE_CASES (all by default); ``lines`` keeps the first N lines.
@@ -211,6 +219,7 @@ def voice_figures(whisper, duration: float, specs: list[str] | None = None, line
             backend_name = spec.partition(":")[0]
             if backend_name not in engines:
                 engines[backend_name] = parse_voice_spec(spec)[0]
+                engines[backend_name].configure_threads(threads)  # None: the engine's default (every core)
             backend = engines[backend_name]
             choice = choose_voice(language, spec, make=lambda name, b=backend: b if name == b.name else None)
             market = load_market(DEFAULT_CONFIG_DIR, "us")
@@ -225,10 +234,13 @@ def voice_figures(whisper, duration: float, specs: list[str] | None = None, line
             timed(backend, timing)
             folder = Path(tmp) / spec.replace(":", "_").replace("@", "_")
             folder.mkdir()
+            # the whole stage (lines spoken ahead in parallel, fitting, rubberband), this process and its ffmpegs
+            started, cpu = time.perf_counter(), _cpu_seconds()
             try:
                 dub = synthesize_dub(reference_translation(language, texts), market, duration, folder, backend, choice)
             finally:
                 backend.synthesize = original
+            timing.seconds, timing.cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu
             heard = listen(timing.lines, language[:2], whisper) if whisper else []
             # against the written line: the voice was given respelled names ("Lin Shee-yow")
             heard = [(written, got, cer(_plain(written), _plain(_number_words(got))))
@@ -325,12 +337,15 @@ def main() -> None:
     parser.add_argument("--voices-only", action="store_true", help="only the --voices figures")
     parser.add_argument("--voice", action="append", default=[], help="--voices: only this voice spec (repeatable)")
     parser.add_argument("--lines", type=int, default=13, help="--voices: the first N script lines per voice")
+    parser.add_argument("--threads", type=int, help="--voices: cores the TTS engine may use (default: all; 1 = "
+                                                      "one line at a time, the speed before issue 13's fix)")
+    parser.add_argument("--no-cast", action="store_true", help="--voices: skip the cast distinctness figures")
     args = parser.parse_args()
 
     if args.voices or args.voices_only:
         duration = json.loads(SCRIPT.read_text(encoding="utf-8"))["duration"]
-        voice_rows = voice_figures(_load_whisper(), duration, args.voice, args.lines)
-        print_voice_figures(voice_rows, cast_figures())
+        voice_rows = voice_figures(_load_whisper(), duration, args.voice, args.lines, args.threads)
+        print_voice_figures(voice_rows, [] if args.no_cast else cast_figures())
         if args.voices_only:
             return
     manifest = run_pipeline(args.out, args.fresh)

@@ -142,11 +142,19 @@ def whisper_on_sample(lines: list[RefLine]) -> list[str]:
                                                            audio_16k=wav))
 
 
+def cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", choices=["en", "es-pt", "sample"], action="append",
                     help="run only these parts (repeatable); default: all")
     ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the cores free now)")
+    ap.add_argument("--languages", default="es,pt", help="es-pt part: which of es,pt (default both)")
+    ap.add_argument("--no-bare", action="store_true",
+                    help="skip the local-bare rows (their prompt does not depend on the bible or context work)")
     ap.add_argument("--out", type=Path, default=OUT, help=f"results JSON (default {OUT.relative_to(ROOT)})")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -161,6 +169,8 @@ def main() -> int:
     backend.check_available()
     rows: list[dict] = []
     outputs: dict[str, list[str]] = {}
+    cpu_mark, tokens_mark = [cpu_seconds()], [0]  # per row: CPU seconds and tokens generated since the last
+    local_configs = ("local-bible",) if args.no_bare else ("local-bare", "local-bible")
 
     def record(set_name: str, config: str, language: str, lines: list[RefLine], texts: list[str], seconds: float,
                b: SeriesBible | None) -> None:
@@ -168,7 +178,9 @@ def main() -> int:
         row = {"set": set_name, "config": config, "language": language, "lines": len(lines),
                "chrf++": chrf(texts, [ln.refs[language] for ln in lines]),
                "terms": f"{found}/{expected}" if expected else "-", "seconds": round(seconds, 1),
-               "load": round(os.getloadavg()[0], 1)}
+               "cpu_s": round(cpu_seconds() - cpu_mark[0], 1), "load": round(os.getloadavg()[0], 1),
+               "generated_tokens": backend.decode_stats.get("generated_tokens", 0) - tokens_mark[0]}
+        cpu_mark[0], tokens_mark[0] = cpu_seconds(), backend.decode_stats.get("generated_tokens", 0)
         rows.append(row)
         outputs[f"{set_name}/{config}/{language}"] = texts
         print(json.dumps(row, ensure_ascii=False), flush=True)
@@ -177,16 +189,18 @@ def main() -> int:
         started = time.perf_counter()
         record("sample", "whisper-translate", "en", sample, whisper_on_sample(sample), time.perf_counter() - started,
                sample_bible)
-        for config, b in (("local-bare", None), ("local-bible", sample_bible)):
+        for config in local_configs:
+            b = sample_bible if config == "local-bible" else None
             texts, secs = run_local(sample, "en", bible=b, route=None, backend=backend)
             record("sample", config, "en", sample, texts, secs, sample_bible)
     if "en" in parts:
-        for config, b in (("local-bare", None), ("local-bible", bible)):
+        for config in local_configs:
+            b = bible if config == "local-bible" else None
             texts, secs = run_local(ref, "en", bible=b, route=None, backend=backend)
             record("reference", config, "en", ref, texts, secs, bible)
     if "es-pt" in parts:
         subset = [ln for ln in ref if "es" in ln.refs]
-        for language in ("es", "pt"):
+        for language in [x for x in args.languages.split(",") if x in ("es", "pt")]:
             for route in ("via-en", "via-en+apertium", "direct"):  # the first two share the English step
                 try:
                     texts, secs = run_local(subset, language, bible=bible, route=route, backend=backend)

@@ -1,16 +1,21 @@
 """Speed and memory of the local model on an episode-sized job (issue 18, item 5).
 
 The first N lines of the reference set (several scenes, with its bible) go through the
-pipeline's translate path with the answer memo off, so every line is generated. Prints wall
-seconds, peak RSS and chrF++ as one JSON line, then the first translations to read.
+pipeline's translate path with the answer memo off, so every line is generated. Prints one
+JSON line: wall and CPU seconds, load average, peak RSS, chrF++, and where the time went
+(requests, prompt tokens evaluated vs reused from the KV cache, generated tokens, tokens/s of
+each); then the translations to read. Run it under the bench lock on a shared machine:
 
-    .venv/bin/python benchmarks/translate_speed.py [--lines 40] [--threads 2]
+    flock /tmp/locpipe-bench.lock .venv/bin/python benchmarks/translate_speed.py [--lines 40] [--threads 2]
+
+``--requests`` also logs one row per request as it ends (tokens and seconds).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import sys
@@ -32,19 +37,29 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lines", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--requests", action="store_true", help="print one row per request")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.requests:
+        logging.getLogger("locpipe.backends.mt.llama_decode").setLevel(logging.DEBUG)
     ref = bench.load_reference(bench.DATA / "translate_ref.json")[: args.lines]
     bible = load_bible(bench.DATA / "translate_bible.yaml")
-    started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    started, cpu0 = time.perf_counter(), bench.cpu_seconds()
     backend = LocalLLMBackend()
     backend.configure_threads(args.threads)
     backend.check_available()
+    loaded = time.perf_counter() - started
     texts = [c.text for c in translate_episode(bench.to_transcript(ref), "en", backend, bible=bible).cues]
-    print(json.dumps({"lines": len(ref), "threads": args.threads, "wall_s": round(time.perf_counter() - started, 1),
+    stats = backend.decode_stats
+    print(json.dumps({"lines": len(ref), "threads": backend._loaded().n_threads, "layout": backend.local.layout,
+                      "wall_s": round(time.perf_counter() - started, 1), "load_model_s": round(loaded, 1),
+                      "cpu_s": round(bench.cpu_seconds() - cpu0, 1),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                       "chrf++": bench.chrf(texts, [ln.refs["en"] for ln in ref]),
-                      "load": round(os.getloadavg()[0], 1)}))
-    for line, text in list(zip(ref, texts))[:12]:
+                      "loadavg_before": round(load_before, 2), "loadavg_after": round(os.getloadavg()[0], 2),
+                      **stats}))
+    for line, text in zip(ref, texts):
         print(f"{line.zh} -> {text}")
     return 0
 

@@ -77,6 +77,8 @@ class Transcript(Artifact):
     model: str
     #: segments dropped by the hallucination guards, with the reason, for QC
     dropped: list[dict] = []
+    #: a linguist's corrected transcript (locpipe.core.review): {file, mtime, edited, problems, warnings}
+    review: dict = {}
 
 
 class CueSpeaker(Artifact):
@@ -142,6 +144,14 @@ class Translation(Artifact):
     tm_misses: int = 0
     #: SeriesBible.version the translation followed ("" without a bible)
     bible_version: str = ""
+    #: lines taken from reviewer-approved TM entries of other episodes ({cue, origin, approved_at, episode})
+    tm_approved: list[dict] = []
+    #: lines a reviewer changed in this episode's review file ({cue, what, before, after, line})
+    #: and the file ({file, mtime, sha256}); rejected edits and warnings, each naming file and line
+    reviewed: list[dict] = []
+    review_file: dict = {}
+    review_problems: list[str] = []
+    review_warnings: list[str] = []
 
 
 class SubtitleEvent(Artifact):
@@ -197,6 +207,9 @@ class DubTrack(Artifact):
     voices: dict[str, str] = {}
     #: the series cast in this market: characters sharing a voice, pitch-varied voices (QC dub_cast)
     cast_notes: list[str] = []
+    #: per-line clip cache of the run that made this dub (locpipe.stages.synthesize.ClipCache):
+    #: {"hits": cue indexes spoken before, "misses": cue indexes the TTS spoke now}
+    line_cache: dict[str, list[int]] = {}
 
 
 class MixResult(Artifact):

@@ -155,8 +155,40 @@ def _charts(qc: dict | None, rules_cps: float) -> str:
     return "".join(charts)
 
 
+def load_promos(out_dir: Path) -> list[dict]:
+    """Every published promo document (``OUT/<market>/promo/<episode>-promo.json``, core/promo.py)."""
+    docs = []
+    for path in sorted(out_dir.glob("*/promo/*-promo.json")):
+        try:
+            docs.append(json.loads(path.read_text(encoding="utf-8")))
+        except ValueError as exc:
+            log.warning("unreadable promo document %s: %s", path, exc)
+    return docs
+
+
+def promo_section(docs: list[dict], qc_dir: Path) -> str:
+    """One row per promo clip: its spans, QC checks and contact sheet (or the episode's note)."""
+    if not docs:
+        return ""
+    rows = []
+    for d in docs:
+        note = html.escape("; ".join(d.get("notes", [])))
+        if not d.get("clips"):
+            rows.append(f'<tr><td>{html.escape(d["episode"])}</td><td>{html.escape(d["market"])}</td>'
+                        f'<td>-</td><td colspan="3">{note or "no clip"}</td></tr>')
+        for c in d.get("clips", []):
+            spans = ", ".join(f'{s["start"]:.2f}-{s["end"]:.2f}s' for s in c["spans"])
+            sheet = f'<img class="promo" src="{_rel(c["sheet"], qc_dir)}" alt="promo frames">' if c.get("sheet") else ""
+            rows.append(f'<tr><td>{html.escape(d["episode"])}</td><td>{html.escape(d["market"])}</td>'
+                        f'<td><a href="{_rel(c["video"], qc_dir)}">clip {c["number"]}</a> {c["duration"]:.2f}s, '
+                        f'score {c["score"]:.1f}<div>{html.escape(spans)}</div><div>hook: {html.escape(c["hook"])}'
+                        f'</div><div>{note}</div></td>{_check_cells(c["qc"])}<td>{sheet}</td></tr>')
+    return ('<h2 id="promos">Promo cuts</h2><table><thead><tr><th>episode</th><th>market</th><th>clip</th>'
+            f'<th>checks</th><th>frames</th></tr></thead><tbody>{chr(10).join(rows)}</tbody></table>')
+
+
 def render_html(rows: list[Row], sheets: dict[tuple[str, str], Path | None], qc_dir: Path,
-                cps_limits: dict[str, float]) -> str:
+                cps_limits: dict[str, float], promos: list[dict] | None = None) -> str:
     body = []
     for r in rows:
         verdict = ("ok" if r.status == "ok" else "failed")
@@ -179,7 +211,7 @@ body {{ font-family: sans-serif; margin: 1em; }} table {{ border-collapse: colla
 td, th {{ border: 1px solid #ccc; padding: 4px; vertical-align: top; font-size: 13px; }}
 tr.failed {{ background: #fee; }} .pass {{ color: #161; }} .fail {{ color: #b00; font-weight: bold; }}
 span {{ display: inline-block; margin: 1px 4px 1px 0; }} .err {{ color: #b00; max-width: 30em; }}
-img {{ height: 192px; }} .charts svg {{ display: block; border-bottom: 1px solid #eee; }}
+img {{ height: 192px; }} img.promo {{ height: 128px; }} .charts svg {{ display: block; border-bottom: 1px solid #eee; }}
 </style></head><body>
 <h1>locpipe QC report</h1>
 <p id="summary">{len(rows)} exports: {len(rows) - failed} produced, {failed} failed, {checks} need a check.
@@ -187,7 +219,8 @@ Machine-readable: <a href="report.json">report.json</a>.</p>
 <table><thead><tr><th>episode</th><th>market</th><th>status</th><th>checks</th><th>frames</th><th>charts</th></tr>
 </thead><tbody>
 {chr(10).join(body)}
-</tbody></table></body></html>
+</tbody></table>
+{promo_section(promos or [], qc_dir)}</body></html>
 """
 
 
@@ -207,12 +240,16 @@ def build_report(out_dir: Path, cps_limits: dict[str, float] | None = None) -> P
             sheets[(r.episode, r.market)] = contact_sheet(video, times, qc_dir / r.market / f"{r.episode}.jpg")
         except Exception as exc:  # a broken export must not cost the whole report
             log.warning("no contact sheet for %s/%s: %s", r.market, r.episode, exc)
-    page = render_html(rows, sheets, qc_dir, cps_limits or {})
+    promos = load_promos(out_dir)
+    page = render_html(rows, sheets, qc_dir, cps_limits or {}, promos)
     atomic_write_text(qc_dir / "report.json", json.dumps(
         [{"episode": r.episode, "market": r.market, "status": r.status, "error": r.error,
           "qc_passed": r.qc["passed"] if r.qc else None,
           "checks": {c["name"]: c["passed"] for c in r.qc["checks"]} if r.qc else {},
-          "contact_sheet": str(sheets.get((r.episode, r.market)) or "")} for r in rows], indent=1))
+          "contact_sheet": str(sheets.get((r.episode, r.market)) or "")} for r in rows]
+        + [{"episode": d["episode"], "market": d["market"], "promo": c["number"], "video": c["video"],
+            "qc_passed": c["qc"]["passed"], "checks": {k["name"]: k["passed"] for k in c["qc"]["checks"]},
+            "contact_sheet": c["sheet"]} for d in promos for c in d.get("clips", [])], indent=1))
     index = qc_dir / "index.html"
     atomic_write_text(index, page)
     return index

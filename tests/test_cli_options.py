@@ -144,7 +144,7 @@ def test_help_lists_every_command(capsys):
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     expected = {"run", "transcribe", "qc", "watch", "status", "markets", "models", "bible", "voices", "trace", "farm",
-                "ledger"}
+                "ledger", "review", "promo"}
     assert set(COMMANDS) == expected
     for name in expected:
         assert f"\n    {name} " in text, name

@@ -19,9 +19,9 @@ from locpipe.errors import BackendUnavailable
 from locpipe.localize.bible import Character
 from locpipe.localize.voices import (
     NATURAL_STEPS,
-    CastVoice,
     VoiceMap,
     age_band,
+    as_cast_voice,
     bible_lexicon,
     cast_market,
     cast_notes,
@@ -171,8 +171,8 @@ def test_characters_get_distinct_natural_voices_of_their_gender(kokoro, tmp_path
 
 
 def test_the_cast_is_kept_across_episodes_and_shared_voices_are_flagged(tmp_path):
-    two = [CastVoice("kokoro:af_heart", "female"), CastVoice("kokoro:af_bella", "female"),
-           CastVoice("kokoro:am_adam", "male")]
+    two = [as_cast_voice(("kokoro:af_heart", "female")), as_cast_voice(("kokoro:af_bella", "female")),
+           as_cast_voice(("kokoro:am_adam", "male"))]
     state = tmp_path / ".locpipe"
     state.mkdir()
 

@@ -8,6 +8,7 @@ on two busy cores a line costs several seconds. Its answers are memoized in a pe
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,11 @@ from locpipe.backends.mt.llama_local import (
     answer_grammar,
     choose_threads,
     english_bible,
+    episode_context,
     has_avx2,
+    layout_of,
+    lines_to_json,
+    parse_layout,
     parse_routes,
     relevant_bible,
     route_for,
@@ -98,7 +103,7 @@ def test_real_model_reaches_portuguese_through_english(local_llm):
 
 @needs_model
 def test_a_request_past_its_deadline_fails_naming_the_timeout(local_llm, monkeypatch):
-    """A deadline already passed: the streamed answer stops at its first token (no waiting for it)."""
+    """A deadline already passed: the decoder stops before its first token (no waiting for the answer)."""
     monkeypatch.setattr(local_llm, "local", LocalSettings(seconds_per_line=0.0, request_floor=0.0, repairs=0))
     monkeypatch.setattr(local_llm, "_memo", {})
     monkeypatch.setenv("LOCPIPE_LOCAL_LLM_MEMO", "off")
@@ -111,6 +116,28 @@ def test_grammar_compiles_in_the_runtime(local_llm):
     from llama_cpp import LlamaGrammar
 
     assert LlamaGrammar.from_string(answer_grammar([1, 2, 3]), verbose=False) is not None
+    assert LlamaGrammar.from_string(answer_grammar([1, 2, 3], "lines"), verbose=False) is not None
+
+
+@needs_model
+def test_fast_decoder_answers_as_the_full_grammar_check_and_reuses_the_cached_prefix(local_llm):
+    """The argmax-first grammar check must pick the same tokens as llama-cpp-python's own
+    full-vocabulary check; a second request sharing the system prompt evaluates only the rest."""
+    from llama_cpp import LlamaGrammar
+
+    llm = local_llm._loaded()
+    decoder = local_llm._decoder
+    system = {"role": "system", "content": "Translate each numbered Chinese line into English. " * 3 +
+              'Answer JSON only: {"1": "..."}.'}
+    asked = [system, {"role": "user", "content": "1. 你被开除了！\n2. 给我查！"}]
+    fast = decoder.complete(asked, answer_grammar([1, 2]), 64, float("inf"))
+    reference = llm.create_chat_completion(messages=asked, temperature=0.0, repeat_penalty=1.0, max_tokens=64,
+                                           grammar=LlamaGrammar.from_string(answer_grammar([1, 2]), verbose=False))
+    assert fast == reference["choices"][0]["message"]["content"], (fast, reference)
+    assert set(parse_reply(fast, [1, 2])) == {1, 2}
+    before = decoder.stats.cached_tokens
+    decoder.complete([system, {"role": "user", "content": "1. 走吧。"}], answer_grammar([1]), 32, float("inf"))
+    assert decoder.stats.cached_tokens - before >= 30  # the system prompt came from the KV cache
 
 
 # --------------------------------------------------------------------------- failures name their cause
@@ -191,6 +218,27 @@ def test_bible_data_policy_does_not_change_its_version():
 def test_grammar_admits_exactly_the_ids_in_order():
     g = answer_grammar([1, 2])
     assert g.splitlines()[0] == 'root ::= "{\\n" "  \\"1\\": " text ",\\n" "  \\"2\\": " text "\\n}"'
+    assert answer_grammar([1, 2], "lines").splitlines()[0] == 'root ::= "1. " line "2. " line'
+
+
+def test_a_copied_speaker_label_is_removed_from_an_answer():
+    from locpipe.backends.mt.llama_local import strip_speaker_label
+
+    assert strip_speaker_label("S3: Who is she?") == "Who is she?"
+    assert strip_speaker_label("[S12]： 走") == "走"
+    assert strip_speaker_label("Sam: hi") == "Sam: hi" and strip_speaker_label("S1:") == "S1:"
+
+
+def test_numbered_line_answers_become_the_shared_json_shape():
+    assert parse_reply(lines_to_json("1. Hi. 2. no\n2. Bye.\n"), [1, 2]) == {1: "Hi. 2. no", 2: "Bye."}
+    with pytest.raises(BackendUnavailable, match="LAYOUT"):
+        parse_layout("yaml")
+    lines = LocalLLMBackend(LocalSettings(layout="lines"))
+    request = TranslationRequest(cues=_cues(("S1", "走吧。")), source_lang="zh", target_lang="en")
+    assert layout_of([{"role": "system", "content": lines._system(request)}]) == "lines"
+    as_json = LocalLLMBackend(LocalSettings())  # the default layout
+    assert layout_of([{"role": "system", "content": as_json._system(request)}]) == "json"
+    assert layout_of([{"role": "user", "content": "rate these"}]) == "json"  # other tasks keep JSON
 
 
 def test_compact_answers_parse_and_are_checked_against_the_ids():
@@ -199,12 +247,21 @@ def test_compact_answers_parse_and_are_checked_against_the_ids():
         parse_reply('{"1": "Hi."}', [1, 2])
 
 
-def test_scene_text_carries_only_the_bible_entries_the_scene_uses():
-    request = TranslationRequest(cues=_cues(("S2", "陆总，您找我？"), ("S1", "你姐呢？")), source_lang="zh",
-                                 target_lang="en", context={"bible": BIBLE.summary("en"), "notes": ["Casual."]})
+def test_the_episode_bible_is_one_constant_prefix_and_the_scene_text_only_its_lines():
+    """Every request of an episode starts with the same system prompt (the bible entries the
+    *episode* uses, the notes), so llama.cpp's KV cache serves it; the user part is the scene."""
+    episode = ["陆总，您找我？", "你姐呢？", "走吧。"]
+    ctx = {"bible": BIBLE.summary("en"), "notes": ["Casual."], "scene": episode}
+    request = TranslationRequest(cues=_cues(*(("S1", t) for t in episode)), source_lang="zh", target_lang="en",
+                                 context=ctx)
+    shared = episode_context(request)
+    assert "陆总 = Mr. Lu" in shared and '姐 = "sis"' in shared and "Notes: Casual." in shared
+    assert "林晓" not in shared and "合同" not in shared  # not in this episode
+    backend = LocalLLMBackend(LocalSettings())
+    one, two = (backend._system(replace(request, cues=request.cues[i:i + 1])) for i in (0, 2))
+    assert one == two and one.endswith(shared)
     text = scene_text(request, [1])
-    assert "1. [S1] 你姐呢？" in text and "Before:\n陆总，您找我？" in text and "Notes: Casual." in text
-    assert "陆总 = Mr. Lu" in text and '姐 = "sis"' in text and "林晓" not in text and "合同" not in text
+    assert "1. [S1] 你姐呢？" in text and "Before:\n陆总，您找我？" in text and "Mr. Lu" not in text
     assert relevant_bible(BIBLE.summary("en"), ["林晓"]) == ["林晓 = Lin Xiao", "林晓: female, employee"]
 
 
@@ -289,3 +346,26 @@ def test_a_later_chunk_sees_the_lines_before_it_with_their_translations():
                                  target_lang="en", context={"done": {0: "Your sister?", 1: "Yes."}})
     text = scene_text(request, [2])
     assert "Before:\n你姐？ => Your sister?\n对。 => Yes.\n\nLines:\n1. [S1] 走吧。" in text
+    named = replace(request, context={**request.context, "speaker_names": {"S1": "Lin Xiao"}})
+    assert "1. [Lin Xiao] 走吧。" in scene_text(named, [2])
+    assert "1. [S2] 对。" in scene_text(named, [1])  # a label without a character stays
+
+
+def test_narrated_answers_are_unwrapped_to_the_spoken_words():
+    from locpipe.backends.mt.llama_local import unwrap_narration
+    assert unwrap_narration("The queen said, 'Get out!',") == "Get out!"
+    assert unwrap_narration('Mr. Gu asked: "Who is she?"') == "Who is she?"
+    # a character quoting someone, or themselves, is dialogue: left alone
+    assert unwrap_narration("I said, 'no'") == "I said, 'no'"
+    assert unwrap_narration("He said he would come.") == "He said he would come."
+
+
+def test_context_after_a_scene_stops_at_the_scene_end():
+    from locpipe.artifacts import Cue
+    from locpipe.backends.mt.base import TranslationRequest
+    from locpipe.backends.mt.llama_local import scene_text
+    cues = [Cue(index=i, start=i, end=i + 0.9, text=t) for i, t in enumerate(["甲", "乙", "丙", "丁"])]
+    req = TranslationRequest(cues=cues, source_lang="zh", target_lang="en", context={"scene_end": 1})
+    text = scene_text(req, [0, 1])
+    assert "After" not in text and "丙" not in text
+    assert "丙" in scene_text(TranslationRequest(cues=cues, source_lang="zh", target_lang="en"), [0, 1])

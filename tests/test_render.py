@@ -139,8 +139,25 @@ def test_a_250_byte_episode_name_is_shortened_in_the_mark_not_refused(markets):
     name = "霸道总裁的替身新娘第三集" * 7
     for m in markets.values():
         mark = wm.plan_visible_watermark(m, duration=10.0, distributor="ReelCo", episode=name, export_id="x1")
-        assert name[:10] in mark.text and name not in mark.text and "…" in mark.text
+        shown = name if m.config.language == "ja" else wm.episode_label(name, m.config.language)
+        assert shown[:10] in mark.text and shown not in mark.text and "…" in mark.text
         assert mark.box.w <= m.profile.safe_zone.x1 - m.profile.safe_zone.x0
+
+
+def test_a_chinese_episode_name_is_romanized_for_markets_that_do_not_read_it(markets):
+    """An English export must not show a Chinese file name in its picture; a Japanese one may."""
+    assert wm.episode_label("霸道总裁_第3集【完】", "en") == "BaDaoZongCai_Di3Ji[Wan]"
+    assert wm.episode_label("EP05-重生", "pt-BR") == "EP05-ChongSheng"
+    assert wm.episode_label("霸道总裁_第3集", "ja") == "霸道总裁_第3集"
+    kana = wm.episode_label("ドラマ第1話", "en")  # no pinyin for kana: a short hash tells episodes apart
+    assert kana.startswith("ep") and kana.isascii() and kana != wm.episode_label("ドラマ第2話", "en")
+    for code, m in markets.items():
+        mark = wm.plan_visible_watermark(m, duration=10.0, distributor="ReelCo", episode="霸道总裁第3集",
+                                         export_id="x1")
+        han = any("\u4e00" <= ch <= "\u9fff" for ch in mark.text)
+        assert han == (m.config.language == "ja"), (code, mark.text)
+        if m.config.language != "ja":
+            assert "BaDaoZongCaiDi3Ji" in mark.text
 
 
 def test_rendered_watermark_ink_stays_inside_the_estimated_box(markets, tmp_path):

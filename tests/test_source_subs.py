@@ -342,6 +342,47 @@ def test_target_subtitle_goes_on_the_source_band_unless_fixed():
     assert 1920 - top.config.subtitles.margin_bottom - 2 * 62 * 1.3 >= us.profile.safe_zone.y0
 
 
+def _boxed_subs(share: float) -> SourceSubtitles:
+    """Two lines whose glyph masks cover ``share`` of their boxes (a box style masks ~all)."""
+    m = np.zeros((20, 100), bool)
+    m[:, : round(100 * share)] = True
+    ivs = [OnScreenText(start=a, end=b, text="字", box=(100, 1100, 520, 40), mask=ss.encode_mask(m))
+           for a, b in ((1.0, 2.0), (3.0, 4.0))]
+    return SourceSubtitles(found=True, band=(90, 1090, 540, 60), frame_width=720, frame_height=1280, sample_fps=4,
+                           intervals=ivs)
+
+
+def test_a_boxed_source_is_covered_by_the_target_subtitles_own_box():
+    from locpipe.render import mask as rmask
+
+    us = load_market(DEFAULT_CONFIG_DIR, "us")
+    boxed, strokes = _boxed_subs(0.95), _boxed_subs(0.3)
+    assert rmask.boxed(boxed) and not rmask.boxed(strokes)
+    covered = rmask.place_subtitles(us, boxed, _info())
+    style = covered.config.subtitles
+    assert covered.config.source_subtitles.mask == "box" and style.box and style.box_opacity == 1.0
+    x, y, w, h = rmask.cover_rect(boxed, _info())
+    assert (x, w) == (0, 720) and y <= 1100 and y + h >= 1140 and y % 2 == 0 and h % 2 == 0  # a full-width strip
+    # the target box's bottom (text bottom + padding) meets the cover's bottom in the 1080x1920 export
+    assert abs(1920 - style.margin_bottom + round(style.size * rmask.BOX_PADDING) - (y + h) * 1.5) <= 1
+    # the strip reaches up to a target line just above it (one bar), not to one the safe zone keeps far away
+    near = rmask.cover_rect(boxed, _info(), (1500, 1600), (1080, 1920, "blur-pad"))
+    assert near[1] <= 1000 and near[1] + near[3] == y + h
+    assert rmask.cover_rect(boxed, _info(), (900, 1000), (1080, 1920, "blur-pad")) == (x, y, w, h)
+    plain = rmask.place_subtitles(us, strokes, _info())
+    assert plain.config.source_subtitles.mask == "fill" and not plain.config.subtitles.box
+    asked = us.model_copy(update={"config": us.config.model_copy(update={
+        "source_subtitles": us.config.source_subtitles.model_copy(update={"mask": "box"})})})
+    assert rmask.place_subtitles(asked, strokes, _info()).config.source_subtitles.mask == "box"
+    never = us.model_copy(update={"config": us.config.model_copy(update={
+        "source_subtitles": us.config.source_subtitles.model_copy(update={"cover_boxed": False})})})
+    assert rmask.place_subtitles(never, boxed, _info()).config.source_subtitles.mask == "fill"
+    fill = graph.Fill((0, 1000, 720, 200), ((Path("/m/a.png"), ((1.0, 2.0),)),), ((1.0, 2.0),))
+    head = graph.head_graph(_info(), boxed, "h", fill=fill, mask="box", cover=graph.Cover("#102030"))
+    assert f"drawbox=x={x}:y={y}:w={w}:h={h}:color=0x102030@1:t=fill:enable='between(t," in head
+    assert head.endswith("[h]") and "[fcov]" in head
+
+
 def test_subtitle_band_option_and_series_setting():
     import argparse
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, SAMPLE, SAMPLE_SCRIPT
 
-from locpipe.artifacts import Cue, SpeakerLabels, Transcript, TranslatedCue, Translation
+from locpipe.artifacts import Cue, DubTrack, SpeakerLabels, Transcript, TranslatedCue, Translation
 from locpipe.backends.speaker import resemblyzer_encoder as enc
 from locpipe.cli import main
 from locpipe.config import DubConfig, Market, MarketConfig, RenderProfile
@@ -313,3 +313,148 @@ def test_labels_artifact_round_trips():
     labels = sp.fallback_labels(Transcript(cues=[Cue(index=0, start=0, end=1, text="x")], backend="t", model="t"),
                                 "why")
     assert SpeakerLabels.model_validate_json(labels.model_dump_json()) == labels
+
+
+# --------------------------------------------------------------------------- speakers -> bible characters
+
+
+def _facts():
+    from locpipe.localize.characters import CharacterFacts
+
+    return [CharacterFacts("苏婉", ("苏婉", "婉婉"), "female"), CharacterFacts("周总", ("周总", "周总裁"), "male"),
+            CharacterFacts("王强", ("王强",), "male"), CharacterFacts("老周", ("老周",), "male")]
+
+
+def _lines(script: list[tuple[str, str]]):
+    from locpipe.localize.characters import Line
+
+    return [Line(i, speaker, text) for i, (speaker, text) in enumerate(script)]
+
+
+#: a generated scene (not the sample): labels numbered as a later episode might give them, the boss's
+#: voice high-pitched, a third speaker who is never named
+SCENE = [("S4", "周总裁，您找我？"), ("S7", "婉婉，坐。"), ("S4", "谢谢。"), ("S7", "这个项目，你来负责。"),
+         ("S9", "我是王强，新来的助理。"), ("S4", "你好。"), ("S7", "王强，带她去看看办公室。"),
+         ("S9", "好的，周总。"), ("S4", "周总，明天见。")]
+
+
+def test_addressing_by_name_and_self_reference_link_speakers_to_characters():
+    from locpipe.localize.characters import match_speakers
+
+    heard = {"S4": ("female", 236.0), "S7": ("female", 214.0), "S9": ("male", 128.0)}
+    found = match_speakers(_lines(SCENE), _facts(), heard)
+    assert {k: m.character for k, m in found.items()} == {"S4": "苏婉", "S7": "周总", "S9": "王强"}
+    assert all(m.method == "auto" and m.confidence >= 0.6 for m in found.values())
+    boss = found["S7"]
+    # the high pitch speaks against a male character but the dialogue outweighs it, and the reasons say so
+    assert any("the bible says male" in r for r in boss.reasons)
+    assert any("周总裁，您找我？" in r for r in boss.reasons)
+    assert "S7 is 周总 (auto, confidence" in boss.describe()
+    assert any("我是王强" in r for r in found["S9"].reasons)
+
+
+def test_names_are_found_longest_form_first_and_classified():
+    from locpipe.localize.characters import find_mentions
+
+    facts = _facts()
+    kinds = [(m.character, m.kind) for m in find_mentions("周总裁，老周的女儿叫婉婉。", facts)]
+    assert kinds == [("周总", "address"), ("老周", "mention"), ("苏婉", "mention")]
+    assert [m.kind for m in find_mentions("喂，王强！", facts)] == ["address"]
+    assert [m.kind for m in find_mentions("你好啊，苏婉。", facts)] == ["address"]  # closing the line
+    assert [m.kind for m in find_mentions("我叫苏婉。", facts)] == ["self"]
+    assert [m.kind for m in find_mentions("我是苏婉的妹妹。", facts)] == ["mention"]  # not 苏婉 herself
+
+
+def test_weak_or_missing_evidence_links_nobody_and_pitch_alone_never_does():
+    from locpipe.localize.characters import match_speakers
+
+    heard = {"S1": ("male", 120.0), "S2": ("female", 230.0)}
+    quiet = [("S1", "今天天气不错。"), ("S2", "是啊。"), ("S1", "走吧。")]
+    found = match_speakers(_lines(quiet), _facts(), heard)
+    assert all(m.character is None and m.method == "none" for m in found.values())
+    assert found["S1"].describe() == "S1: no character; cast by pitch"
+    # one addressing with a reply, a third speaker who might be her too: a hint (0.5), reported, not used
+    once = [("S1", "苏婉，过来。"), ("S2", "来了。"), ("S3", "我也去。")]
+    three = {"S1": ("unknown", None), "S2": ("unknown", None), "S3": ("unknown", None)}
+    hint = match_speakers(_lines(once), _facts(), three)["S2"]
+    assert hint.character is None and hint.rejected == "苏婉" and hint.confidence == 0.5
+    assert "best guess 苏婉 at 0.50" in hint.describe()
+    # the series may trust weaker evidence
+    assert match_speakers(_lines(once), _facts(), three, threshold=0.5)["S2"].character == "苏婉"
+    # with two speakers the one who addressed her is ruled out: she is the other one
+    pair = match_speakers(_lines(once[:2]), _facts(), {"S1": ("unknown", None), "S2": ("unknown", None)})["S2"]
+    assert pair.character == "苏婉" and any("ruled out" in r for r in pair.reasons)
+
+
+def test_explicit_mappings_win_and_their_characters_go_to_no_one_else():
+    from locpipe.localize.characters import match_speakers
+
+    heard = {"S4": ("female", 236.0), "S7": ("female", 214.0), "S9": ("male", 128.0)}
+    found = match_speakers(_lines(SCENE), _facts(), heard, series={"S9": "老周", "S7": "苏婉"},
+                           episode={"S9": "王强"})
+    assert (found["S9"].character, found["S9"].method) == ("王强", "episode")  # the episode's fix over the series'
+    assert (found["S7"].character, found["S7"].method) == ("苏婉", "series")
+    assert found["S4"].character != "苏婉"  # taken by S7 explicitly
+    # an earlier episode's link is one more clue: enough with a single addressing
+    once = [("S1", "苏婉，过来。"), ("S2", "来了。"), ("S3", "我也去。")]
+    three = {"S1": ("unknown", None), "S2": ("unknown", None), "S3": ("unknown", None)}
+    assert match_speakers(_lines(once), _facts(), three)["S2"].character is None
+    assert match_speakers(_lines(once), _facts(), three, earlier={"S2": "苏婉"})["S2"].character == "苏婉"
+
+
+def test_a_character_keeps_its_voice_whatever_label_it_has_and_the_bible_gender_decides(tmp_path, monkeypatch):
+    """Episode 1: S1 is 林晓, S2 the CEO 陆总 (whose voice pitch reads female); episode 2 diarizes them as
+    S5 and S6. The CEO gets a male voice, each character the same voice in both episodes, and QC's notes
+    say who was linked to whom and why."""
+    import locpipe.localize.voices as lv
+    from locpipe.localize.characters import Line
+    from locpipe.stages.qc import check_dub_cast
+
+    pool = [lv.as_cast_voice(v) for v in (("kokoro:af_heart", "female"), ("kokoro:af_bella", "female"),
+                                          ("kokoro:am_fenrir", "male"), ("kokoro:am_michael", "male"))]
+    monkeypatch.setattr(lv, "market_voices", lambda *_a: pool)
+    folder = tmp_path / "series"
+    folder.mkdir()
+    shutil.copy(ROOT / "configs" / "series" / "samples.yaml", folder / "bible.yaml")
+    bible, state = _bible(folder), series_state_dir(folder)
+    state.mkdir()
+    # before any link: cast by pitch alone, both female (what the sample got), kept under the labels
+    old = cast_market(state, "us", "en", "kokoro:af_heart", [("S1", "female", 240.0), ("S2", "female", 217.0)])
+    assert old["S1"].voice == "kokoro:af_heart" and old["S2"].voice == "kokoro:af_bella"
+
+    def episode(name, lead, boss):
+        script = [(lead, "陆总，您找我？"), (boss, "林晓，这份合同是你签的？"), (lead, "是我签的。"),
+                  (boss, "公司亏了五百万。"), (lead, "陆总，给我三天时间。"), (boss, "好。")]
+        lines = [Line(i, s, t) for i, (s, t) in enumerate(script)]
+        people = [(lead, "female", 240.0), (boss, "female", 217.0)]
+        return cast_market(state, "us", "en", "kokoro:af_heart", people, bible, episode=name, lines=lines)
+
+    first = episode("ep001", "S1", "S2")
+    assert first["S1"].voice == "kokoro:af_heart"  # the lead keeps the voice she had under her label
+    assert first["S2"].voice == "kokoro:am_fenrir"  # the CEO is male in the bible: recast, not af_bella
+    second = episode("ep002", "S5", "S6")
+    assert second["S5"] == first["S1"] and second["S6"] == first["S2"]
+    vm = load_voice_map(voices_path(state))
+    assert set(vm.markets["us"]) == {"林晓", "陆总"}
+    assert vm.matched["ep002"]["S6"].character == "陆总" and vm.matched["ep002"]["S6"].method == "auto"
+    notes = lv.market_cast_notes(state, "us", bible, "ep002")
+    assert notes[0].startswith("S5 is 林晓 (auto") and notes[1].startswith("S6 is 陆总 (auto")
+    dub = DubTrack(language="en", voice="af_heart", backend="kokoro", sample_rate=24000,
+                   voices={k: v.describe() for k, v in second.items()}, cast_notes=notes)
+    (check,) = check_dub_cast(dub)
+    assert check.passed and "S6 is 陆总" in check.detail and "the bible says male" in check.detail
+    # the translation side gets each cue's character
+    tr = Transcript(cues=[Cue(index=i, start=i, end=i + 0.9, text=t, speaker=s) for i, (s, t) in
+                          enumerate([("S5", "陆总，您找我？"), ("S6", "林晓，这份合同是你签的？"), ("S5", "是我签的。"),
+                                     ("S6", "好。"), ("S5", "陆总，给我三天时间。")])], backend="t", model="t")
+    assert lv.episode_characters(state, "ep002", tr, bible) == {0: "林晓", 1: "陆总", 2: "林晓", 3: "陆总", 4: "林晓"}
+
+
+def test_locpipe_voices_maps_a_speaker_for_one_episode_only(series, capsys):
+    state = series_state_dir(series)
+    assert main(["voices", str(series), "--episode", "ep007", "--set", "S3=林薇"]) == 0
+    vm = load_voice_map(voices_path(state))
+    assert vm.episodes == {"ep007": {"S3": "林薇"}} and vm.speakers == {}
+    assert main(["voices", str(series), "--episode", "ep007", "--unset", "S3"]) == 0
+    assert load_voice_map(voices_path(state)).episodes == {}
+    assert main(["voices", str(series), "--episode", "ep007", "--set", "S3=Nobody"]) == 2

@@ -307,3 +307,36 @@ def test_voice_catalogue_for_pickers(monkeypatch):
     assert english["espeak-ng:en-US"] == english["espeak-ng:en-GB"] == "low"
     assert english["kokoro:af_heart"] == english["kokoro:bm_george"] == "natural"
     assert not any(spec.startswith("kokoro:j") for spec in english)  # no Japanese pack reads English
+
+
+
+def test_kokoro_speaks_lines_ahead_in_parallel_with_the_same_audio():
+    """Two lines at once on two cores (TTSBackend.prefetch): the dub stage gets the audio it would have
+    got line by line, the engine ran two lines concurrently, and a line that fails ahead fails for itself."""
+    from locpipe.backends.tts.kokoro_tts import KokoroTTS
+
+    texts = ("Donde estabas anoche?", "Dame tres dias, por favor.")
+    one = KokoroTTS(threads=1)
+    alone = {t: one.synthesize(t, "jf_alpha@es") for t in texts}
+    assert one.parallel_lines == 1 and one.prefetch([(t, "jf_alpha@es", None) for t in texts]) == 0
+    two = KokoroTTS(threads=2)
+    running, peak, calls = [0], [0], [0]
+    original = two._speak
+
+    def counting(*args):
+        running[0] += 1
+        calls[0] += 1
+        peak[0] = max(peak[0], running[0])
+        try:
+            return original(*args)
+        finally:
+            running[0] -= 1
+
+    two._speak = counting  # type: ignore[method-assign]
+    assert two.prefetch([(t, "jf_alpha@es", None) for t in texts] + [("", "jf_alpha@es", None)]) == 3
+    assert peak[0] == 2 and calls[0] == 2  # both lines at once; the empty one never reached the engine
+    for text, audio in alone.items():
+        np.testing.assert_allclose(two.synthesize(text, "jf_alpha@es"), audio, atol=1e-4)
+    assert calls[0] == 2 and len(two._spoken_ahead) == 0  # served from what was spoken ahead, then forgotten
+    with pytest.raises(UnspeakableText):  # the empty line was not kept: it fails on its own call
+        two.synthesize("", "jf_alpha@es")

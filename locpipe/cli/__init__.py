@@ -28,7 +28,7 @@ log = logging.getLogger("locpipe")
 COMMANDS: dict[str, str] = {
     "run": "run", "transcribe": "transcribe", "qc": "qc", "watch": "watch", "status": "status",
     "bible": "bible", "voices": "voices", "trace": "trace", "ledger": "ledger", "farm": "farm",
-    "markets": "markets", "models": "models",
+    "markets": "markets", "models": "models", "review": "review", "promo": "promo",
 }
 
 

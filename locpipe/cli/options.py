@@ -122,6 +122,9 @@ def add_run_options(parser: argparse.ArgumentParser, *, inputs: bool = True, sha
     parser.add_argument("--bible", type=Path, help="series bible YAML (default: bible.yaml beside the episodes, "
                                                    "then configs/series/<folder name>.yaml)")
     parser.add_argument("--tm", type=Path, help="translation memory SQLite file (default WORK_DIR/tm.sqlite)")
+    parser.add_argument("--review", type=Path, help=f"folder of edited review files{where} (`locpipe review export`): "
+                                                    "they are the final translation/transcript (default "
+                                                    "SERIES_DIR/.locpipe/review/)")
     parser.add_argument("--windows-names", action="store_true",
                         help='export names valid on Windows shares too (<>:"\\|?* replaced by _)')
     parser.add_argument("--ledger", type=Path, help="forensic watermark ledger (default: the house ledger, "
@@ -162,7 +165,8 @@ def run_settings(args: argparse.Namespace, *, check_asr: bool = True, asr_thread
                           tm=_resolved(args.tm), ledger=_resolved(args.ledger), config_dir=cfg.resolve(),
                           log_level=args.log_level, log_format=args.log_format,
                           windows_names=getattr(args, "windows_names", False),
-                          subtitle_band=getattr(args, "subtitle_band", None))
+                          subtitle_band=getattr(args, "subtitle_band", None),
+                          review=_resolved(getattr(args, "review", None)))
 
 
 def transcribe_settings(args: argparse.Namespace, *, asr: str = DEFAULT_ASR, asr_model: str | None = None):

@@ -20,6 +20,7 @@ from locpipe.config.models import (
                                        LoudnessTarget,
                                        Market,
                                        MarketConfig,
+                                       PromoConfig,
                                        RenderProfile,
                                        SafeZone,
                                        SubtitleRules,
@@ -32,5 +33,5 @@ from locpipe.config.models import (
 __all__ = ["AdaptationConfig", "CurrencyRule", "SensitiveWord", "SensitivityList", "SensitivityRule",
            "DEFAULT_CONFIG_DIR", "list_market_codes", "load_market", "load_markets", "load_profile",
            "load_sensitivity", "read_yaml", "validate", "DubConfig", "LoudnessTarget", "Market", "MarketConfig",
-           "RenderProfile", "SafeZone", "SubtitleRules", "SubtitleStyle", "TranslationConfig", "WatermarkPolicy",
-           "config_hash"]
+           "PromoConfig", "RenderProfile", "SafeZone", "SubtitleRules", "SubtitleStyle", "TranslationConfig",
+           "WatermarkPolicy", "config_hash"]

@@ -175,8 +175,13 @@ class SourceSubtitlePolicy(Strict):
     """What the render does with the source's burned-in subtitles (``locpipe.render.mask``)."""
 
     #: "fill": each line's glyphs removed while it shows, filled from the picture around
-    #: them; "blur": the band blurred while text shows; "none": left as they are
-    mask: Literal["fill", "blur", "none"] = "fill"
+    #: them; "box": filled, then covered by the target subtitle's own opaque box laid over the
+    #: source band while a source line shows; "blur": the band blurred while text shows;
+    #: "none": left as they are
+    mask: Literal["fill", "box", "blur", "none"] = "fill"
+    #: with "fill": a source whose subtitles sit on a box of their own (the fill would leave
+    #: a soft bar where it was) is treated as "box"
+    cover_boxed: bool = True
     #: also remove static Chinese text that is not dialogue (channel logo, series title, "第3集")
     mask_static: bool = False
 
@@ -186,6 +191,34 @@ class TranslationConfig(Strict):
     backends: list[str] = ["local-llm", "deepl", "google", "whisper-translate"]
     #: notes for translators and LLM backends (register, taboo topics, style)
     notes: list[str] = []
+
+
+class PromoEndCard(Strict):
+    """The promo's last seconds: a call to action on a still frame."""
+
+    #: in the market's language (the market YAML localizes it)
+    text: str = "Watch the full episode in the app"
+    seconds: float = Field(2.0, ge=0.5, le=5.0)
+
+
+class PromoConfig(Strict):
+    """15-second promo cuts of an episode's high-conflict moments (``locpipe.stages.promo_select``)."""
+
+    #: cut promos whenever the market's episode is made (run, watch, farm); ``locpipe promo`` always does
+    enabled: bool = False
+    count: int = Field(3, ge=1, le=10)
+    length: float = Field(15.0, ge=5.0, le=60.0)
+    #: the opening caption: the strongest line of the clip, in the market's language
+    hook: bool = True
+    #: seconds the hook caption shows
+    hook_seconds: float = Field(2.5, ge=0.5, le=10.0)
+    end_card: PromoEndCard = PromoEndCard()
+    #: the profile the clips are made in (9:16 social: TikTok, Reels, Shorts)
+    render_profile: str = "social"
+    loudness: LoudnessTarget = LoudnessTarget()
+    #: ask the local translation model (where installed) to rate each line's conflict 0-9:
+    #: one request per episode, memoized; off by default (it costs more than the cut itself)
+    llm_rating: bool = False
 
 
 class MarketConfig(Strict):
@@ -207,6 +240,9 @@ class MarketConfig(Strict):
     data_policy: Literal["any", "local-only"] = "any"
     #: what becomes of the Chinese subtitles burned into the source
     source_subtitles: SourceSubtitlePolicy = SourceSubtitlePolicy()
+    #: promo cuts for ad campaigns (off unless ``promo.enabled``; ``locpipe promo`` makes them on demand)
+    #: (left out of model_dump, so of config_hash and export ids: promo settings never re-render an episode)
+    promo: PromoConfig = Field(default_factory=PromoConfig, exclude=True)
 
     @property
     def base_language(self) -> str:

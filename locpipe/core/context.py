@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 A = TypeVar("A", bound=BaseModel)
 
 #: bump a stage's version when its code changes what it produces: invalidates its cache
-STAGE_VERSIONS = {"ingest": 1, "source_subs": 1, "transcribe": 2, "translate": 5, "segment": 3, "synthesize": 1,
-                  "mix": 2, "render": 1, "render_ab": 1, "qc": 4, "speakers": 1, "separate": 1}
+STAGE_VERSIONS = {"ingest": 1, "source_subs": 1, "transcribe": 2, "translate": 5, "segment": 3, "synthesize": 2,
+                  "mix": 2, "render": 1, "render_ab": 1, "qc": 4, "speakers": 1, "separate": 1, "review": 1,
+                  "review_source": 1}
 
 
 def describe(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ from locpipe.config import Market
 from locpipe.core.context import EpisodeContext, as_stage, describe
 from locpipe.core.recognition import Recognition
 from locpipe.core.reports import UnitReport
-from locpipe.core.store import ArtifactStore, Stored
+from locpipe.core.store import ArtifactStore, Stored, make_key
 from locpipe.errors import BackendUnavailable, StageError
 from locpipe.localize import condense
 from locpipe.stages import segment, translate
@@ -47,6 +47,10 @@ def plan_market(ctx: EpisodeContext, rec: Recognition, market: Market, unit: Uni
     # as_stage: whatever fails around a stage's artifact (a config rule, a backend's import) is that stage's
     with as_stage("translate"):
         translation = translate_market(ctx, rec, market, unit, store)
+    with as_stage("review"):  # a linguist's edited file is the final word (locpipe.core.review)
+        from locpipe.core.review import apply_translation_review
+
+        translation = apply_translation_review(ctx, rec, market, translation, unit, store)
     with as_stage("segment"):
         track = segment_market(ctx, rec, market, translation, store)
     with as_stage("synthesize"):
@@ -109,6 +113,25 @@ def _threads(ctx: EpisodeContext) -> int:
     return ctx.settings.asr.threads
 
 
+def tm_file(settings) -> Path:
+    """The translation memory of a run: ``--tm``, else WORK_DIR/tm.sqlite."""
+    return settings.tm_path or settings.work_dir / "tm.sqlite"
+
+
+def approved_lines(ctx: EpisodeContext, transcript, language: str) -> str | None:
+    """Digest of the reviewer-approved TM lines this episode would take (None: none), for the
+    translate key: a line approved in another episode must reach this one's cached translation."""
+    from locpipe.localize.tm import TranslationMemory, keys_for_lines
+
+    keys = keys_for_lines([c.text for c in transcript.cues], transcript.language, language, "")
+    with TranslationMemory(tm_file(ctx.settings)) as tm:
+        found = tm.lookup_approved(keys, exclude_episode=ctx.name)
+    if not found:
+        return None
+    payload = sorted((n, found[k][0]) for n, k in enumerate(keys) if k in found)
+    return make_key("approved", {"lines": payload})
+
+
 def _translate_with(ctx: EpisodeContext, rec: Recognition, market: Market, backend, store: ArtifactStore
                     ) -> Stored[Translation]:
     from locpipe.localize.tm import TranslationMemory
@@ -121,13 +144,15 @@ def _translate_with(ctx: EpisodeContext, rec: Recognition, market: Market, backe
     route = backend.route(c.language)
     if route != "direct":
         parts["route"] = route
+    approved = approved_lines(ctx, rec.transcript.model, c.language)
+    if approved:
+        parts["approved"] = approved
 
     def make(_folder: Path) -> Translation:
-        tm_path = ctx.settings.tm_path or ctx.settings.work_dir / "tm.sqlite"
-        with TranslationMemory(tm_path) as tm:
+        with TranslationMemory(tm_file(ctx.settings)) as tm:
             return translate.translate_episode(
                 rec.transcript.model, c.language, backend, audio_16k=rec.audio_16k, bible=bible, tm=tm,
-                adaptation=c.adaptation, context={"notes": c.translation.notes})
+                adaptation=c.adaptation, context={"notes": c.translation.notes}, episode=ctx.name)
 
     return ctx.stage(market.code, "translate", parts, Translation, make, store)
 
@@ -149,12 +174,14 @@ def synthesize_market(ctx: EpisodeContext, rec: Recognition, market: Market, tra
     if not market.config.dub.enabled:
         return None
     from locpipe.backends.tts.select import choose_voice
-    from locpipe.stages.synthesize import synthesize_dub
+    from locpipe.stages.synthesize import ClipCache, synthesize_dub
 
     dub = market.config.dub
     # the market's voice, else its backends, else the language's default chain
     choice = choose_voice(market.config.language, dub.voice, dub.backend, make=ctx.resources.tts)
     tts = choice.backend
+    if tts is not None:  # the worker's core share (cores // --jobs): Kokoro speaks that many lines at once
+        tts.configure_threads(_threads(ctx))
     unit.backends["synthesize"] = f"{tts.name} {tts.version}" if tts else choice.describe()
     parts = {"translation": translation.key, "dub": dub.model_dump(), "tts": tts.version if tts else "none",
              "voice": choice.spec, "duration": rec.info.duration}
@@ -164,13 +191,27 @@ def synthesize_market(ctx: EpisodeContext, rec: Recognition, market: Market, tra
     lexicon, cast_notes = spoken_names(ctx, market, bool(voices))
     parts["lexicon"], parts["cast_notes"] = lexicon, cast_notes
     rewriters = rewriting_backends(ctx, market)
-    parts["shorten"] = [b.version for b in rewriters] + [f"rules-v{condense.RULES_VERSION}"]
+    shorteners = [b.version for b in rewriters] + [f"rules-v{condense.RULES_VERSION}"]
+    parts["shorten"] = shorteners
     shorten = condense.make_shortener(market.config.language, rewriters)
-    return ctx.stage(market.code, "synthesize", parts, DubTrack,
-                     lambda d: synthesize_dub(translation.model, market, rec.info.duration, d, tts, choice,
-                                              speakers=speakers, voices=voices, shorten=shorten,
-                                              make_backend=ctx.resources.tts, lexicon=lexicon,
-                                              cast_notes=cast_notes), store)
+    # per line: only edited lines are spoken (and shortened) again
+    clips = ClipCache(ctx.settings.work_dir / "clips", tts.version, ";".join(shorteners)) if tts else None
+    stored = ctx.stage(market.code, "synthesize", parts, DubTrack,
+                       lambda d: synthesize_dub(translation.model, market, rec.info.duration, d, tts, choice,
+                                                speakers=speakers, voices=voices, shorten=shorten,
+                                                make_backend=ctx.resources.tts, lexicon=lexicon,
+                                                cast_notes=cast_notes, clips=clips), store)
+    unit.dub_lines = dub_line_report(stored)
+    return stored
+
+
+def dub_line_report(stored: Stored[DubTrack]) -> dict:
+    """For the manifest: which dub lines this run spoke, and which came from the clip cache."""
+    spoken = [line.cue_index for line in stored.model.lines if line.outcome != "skipped"]
+    if stored.cached:  # the whole dub came from the store: no line was looked at
+        return {"stage_cached": True, "synthesized": [], "reused": spoken}
+    cache = stored.model.line_cache
+    return {"stage_cached": False, "synthesized": cache.get("misses", []), "reused": cache.get("hits", [])}
 
 
 def spoken_names(ctx: EpisodeContext, market: Market, cast: bool) -> tuple[dict[str, str], list[str]]:
@@ -179,7 +220,7 @@ def spoken_names(ctx: EpisodeContext, market: Market, cast: bool) -> tuple[dict[
 
     try:
         lexicon = bible_lexicon(ctx.bible, market.config.language)
-        notes = market_cast_notes(ctx.series_state, market.code, ctx.bible) if cast else []
+        notes = market_cast_notes(ctx.series_state, market.code, ctx.bible, ctx.name) if cast else []
     except Exception as exc:  # a pronunciation slip must not cost the market its dub
         log.warning("%s: bible names not respelled for the voice (%s)", market.code, describe(exc))
         return {}, []
@@ -191,11 +232,13 @@ def casting(ctx: EpisodeContext, rec: Recognition, market: Market, default_spec:
     labels = rec.speakers
     if labels is None or not labels.available or not labels.cues:
         return {}, {}
+    from locpipe.localize.characters import lines_of
     from locpipe.localize.voices import cast_market, check_style
 
-    try:
+    try:  # speakers are linked to bible characters first (locpipe.localize.characters), then cast
         voices = cast_market(ctx.series_state, market.code, market.config.language, default_spec,
-                             [(s.label, s.gender, s.pitch_hz) for s in labels.speakers], bible=ctx.bible)
+                             [(s.label, s.gender, s.pitch_hz) for s in labels.speakers], bible=ctx.bible,
+                             episode=ctx.name, lines=lines_of(rec.transcript.model))
     except Exception as exc:  # a casting problem must not cost the market its dub
         log.warning("voices per speaker unavailable for %s (%s): one voice for every line", market.code,
                     describe(exc))

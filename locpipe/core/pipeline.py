@@ -25,6 +25,7 @@ from locpipe.core.context import EpisodeContext, as_stage
 from locpipe.core.logs import log_context
 from locpipe.core.market import plan_market
 from locpipe.core.names import episode_name, export_id_for
+from locpipe.core.promo import promos_for_units
 from locpipe.core.recognition import Recognition, probe, recognize
 from locpipe.core.render_plan import (
     Prerendered,
@@ -37,6 +38,7 @@ from locpipe.core.render_plan import (
 )
 from locpipe.core.reports import EpisodeReport, ProgressFn, UnitReport, failed_episode, stage_rows
 from locpipe.core.resources import Resources
+from locpipe.core.review import apply_source_review
 from locpipe.core.settings import RunSettings
 from locpipe.core.store import ArtifactStore, Stored
 from locpipe.errors import LocpipeError, StageError
@@ -58,12 +60,16 @@ def run_episode(path: Path, settings: RunSettings, progress: ProgressFn | None =
         info = probe(path, settings.work_dir)
         ctx = EpisodeContext(path, name, info.sha256, settings, resources, progress)
         rec = recognize(ctx, info)
+        with as_stage("review_source"):  # a linguist's corrected transcript (locpipe.core.review)
+            rec = apply_source_review(ctx, rec)
     except StageError as err:
         return _unusable(path, name, settings, err, progress, ctx)
     units = [_unit(ctx, market) for market in settings.markets]
     plans = [_prepare(ctx, rec, unit) for unit in units]
     with shared_render(ctx, rec, [p for p in plans if p is not None]) as prerendered:
         reports = [r for unit, p in zip(units, plans) for r in _finish(ctx, rec, unit, p, prerendered)]
+    # promo cuts of markets that enable them (core/promo.py): after the exports, never failing them
+    promos_for_units(ctx, rec, [(unit.report, p.plan) for unit, p in zip(units, plans) if p is not None])
     return EpisodeReport(episode=name, source=str(path), sha256=info.sha256, duration=info.duration,
                          units=reports, shared_stages=stage_rows(ctx.store.records))
 

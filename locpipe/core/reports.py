@@ -42,6 +42,11 @@ class UnitReport:
     data_note: str = ""
     #: backends that failed on this unit before the one used (name: reason), in order
     fallbacks: list[str] = field(default_factory=list)
+    #: a linguist's review file used for this unit (locpipe.core.review): file, mtime, edited
+    #: cue indexes, rejected edits and warnings naming file and line
+    review: dict = field(default_factory=dict)
+    #: dub lines spoken by this run ("synthesized") and taken from the clip cache ("reused")
+    dub_lines: dict = field(default_factory=dict)
 
 
 @dataclass

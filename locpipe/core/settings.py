@@ -60,6 +60,9 @@ class RunSettings:
     #: the operator's burned-in subtitle band (top, bottom) as fractions of the height
     #: (``--subtitle-band``), for a style the detector misses; None: detect it
     subtitle_band: tuple[float, float] | None = None
+    #: where edited review files are read from (``--review``; locpipe.core.review); None:
+    #: SERIES_DIR/.locpipe/review/ beside each episode
+    review_dir: Path | None = None
 
 
 def distributor_fields(names: Sequence[str]) -> dict:
@@ -76,7 +79,7 @@ def build_settings(*, out_dir: Path, work_dir: Path, markets: Sequence = (),
                    config_dir: Path | None = None, log_level: str = "INFO", log_format: str = "text",
                    stop_before: str | None = None, distributor_folder: bool = False,
                    copies: Sequence[str] | None = None, windows_names: bool = False,
-                   subtitle_band: tuple[float, float] | None = None):
+                   subtitle_band: tuple[float, float] | None = None, review: Path | None = None):
     """The one mapping of run option values onto ``RunSettings`` (paths are taken as given).
 
     ``asr_threads`` None keeps ASROptions' default; threads are not part of the transcript's
@@ -88,4 +91,4 @@ def build_settings(*, out_dir: Path, work_dir: Path, markets: Sequence = (),
                        bible_path=bible, config_dir=config_dir, tm_path=tm, ledger_path=ledger,
                        stop_before=stop_before, log_level=log_level, log_format=log_format,
                        distributor_folder=distributor_folder, copies=None if copies is None else tuple(copies),
-                       windows_names=windows_names, subtitle_band=subtitle_band)
+                       windows_names=windows_names, subtitle_band=subtitle_band, review_dir=review)

@@ -44,6 +44,8 @@ class UnitSpec(BaseModel):
     bible: str | None = None
     tm: str | None = None
     ledger: str | None = None
+    #: folder of edited review files (``--review``); None: SERIES_DIR/.locpipe/review/
+    review: str | None = None
     #: the series goes to several distributors: this unit's export goes to
     #: OUT/<market>/<distributor>/ (the layout of ``locpipe run``'s A/B copies)
     distributor_folder: bool = False
@@ -163,7 +165,7 @@ def _unit(episode: str, source: str, market, distributor: str, settings, *, role
                     work_dir=str(settings.work_dir), config_dir=str(settings.config_dir), ocr=settings.ocr,
                     subtitle_band=settings.subtitle_band, asr_backend=settings.asr_backend,
                     asr_model=settings.asr.model, bible=_str(settings.bible_path),
-                    tm=_str(settings.tm_path), ledger=str(ledger))
+                    tm=_str(settings.tm_path), ledger=str(ledger), review=_str(settings.review_dir))
 
 
 def _resolved(path: Path | None) -> Path | None:
@@ -222,4 +224,4 @@ def run_settings(spec: UnitSpec, *, with_market: bool = True, stop_before: str |
                           bible=_optional_path(spec.bible),
                           tm=_optional_path(spec.tm), ledger=_optional_path(spec.ledger), config_dir=config_dir,
                           log_level=level, log_format=fmt, stop_before=stop_before,
-                          subtitle_band=spec.subtitle_band)
+                          subtitle_band=spec.subtitle_band, review=_optional_path(spec.review))

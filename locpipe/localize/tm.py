@@ -37,9 +37,24 @@ CREATE TABLE IF NOT EXISTS tm (
     bible TEXT NOT NULL,
     target TEXT NOT NULL,
     created REAL NOT NULL,
-    uses INTEGER NOT NULL DEFAULT 0
+    uses INTEGER NOT NULL DEFAULT 0,
+    approved INTEGER NOT NULL DEFAULT 0,
+    origin TEXT NOT NULL DEFAULT '',
+    approved_at REAL,
+    episode TEXT NOT NULL DEFAULT ''
 )
 """
+
+#: columns added after the first schema (issue 14: reviewed lines): an older TM file gets
+#: them by ALTER TABLE when it is opened, its rows unapproved
+MIGRATIONS = {
+    "approved": "ALTER TABLE tm ADD COLUMN approved INTEGER NOT NULL DEFAULT 0",
+    "origin": "ALTER TABLE tm ADD COLUMN origin TEXT NOT NULL DEFAULT ''",
+    "approved_at": "ALTER TABLE tm ADD COLUMN approved_at REAL",
+    "episode": "ALTER TABLE tm ADD COLUMN episode TEXT NOT NULL DEFAULT ''",
+}
+#: the backend name approved rows are stored under: a reviewer's line serves every backend
+APPROVED_BACKEND = "review"
 
 
 def normalize(text: str) -> str:
@@ -65,6 +80,22 @@ class TMKey:
     def digest(self) -> str:
         parts = (normalize(self.source), self.source_lang, self.target_lang, self.context, self.backend, self.bible)
         return hashlib.sha256("\x1e".join(parts).encode()).hexdigest()
+
+    @property
+    def approved_digest(self) -> str:
+        """Key of the reviewer-approved row for this line: no backend and no bible in it (a
+        linguist's text is final whoever translated the machine version)."""
+        parts = ("approved", normalize(self.source), self.source_lang, self.target_lang, self.context)
+        return hashlib.sha256("\x1e".join(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Who approved a reviewed line: the review file's name, when, and for which episode."""
+
+    origin: str
+    when: float
+    episode: str
 
 
 def keys_for_lines(lines: list[str], source_lang: str, target_lang: str, backend: str, bible: str = "") -> list[TMKey]:
@@ -98,6 +129,19 @@ class TranslationMemory:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns a TM file made by an older locpipe lacks (its rows stay machine rows)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(tm)")}
+        for column, statement in MIGRATIONS.items():
+            if column not in have:
+                try:
+                    self._db.execute(statement)
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
+                log.info("%s: translation memory upgraded (column %s)", self.path, column)
 
     def close(self) -> None:
         self._db.close()
@@ -140,6 +184,49 @@ class TranslationMemory:
             self._db.execute("ROLLBACK")
             raise
         return cur.rowcount
+
+    def store_approved(self, entries: dict[TMKey, str], approval: Approval) -> int:
+        """Store reviewed lines as approved entries; a newer review of a line replaces the older."""
+        rows = [(k.approved_digest, normalize(k.source), k.source_lang, k.target_lang, k.context, APPROVED_BACKEND,
+                 "", text, time.time(), approval.origin, approval.when, approval.episode)
+                for k, text in entries.items()]
+        if not rows:
+            return 0
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO tm (key, source, source_lang, target_lang, context, backend, bible, target,"
+                " created, approved, origin, approved_at, episode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return len(rows)
+
+    def lookup_approved(self, keys: Iterable[TMKey], *,
+                        exclude_episode: str = "") -> dict[TMKey, tuple[str, Approval]]:
+        """Approved texts of the keys' source lines: the one approved in the same context, else
+        the latest approved anywhere in the series. ``exclude_episode``: an episode does not
+        take its own reviewed lines from here (its review file is applied to it directly)."""
+        keys = list(keys)
+        by_source: dict[tuple[str, str, str], list[TMKey]] = {}
+        for k in keys:
+            by_source.setdefault((normalize(k.source), k.source_lang, k.target_lang), []).append(k)
+        sources = sorted({s for s, _a, _b in by_source})
+        candidates: dict[TMKey, list[tuple[bool, float, str, Approval]]] = {}
+        for i in range(0, len(sources), 500):
+            chunk = sources[i:i + 500]
+            rows = self._db.execute(
+                "SELECT source, source_lang, target_lang, context, target, origin, approved_at, episode FROM tm"
+                f" WHERE approved = 1 AND episode != ? AND source IN ({','.join('?' * len(chunk))})",
+                [exclude_episode, *chunk])
+            for source, src, tgt, context, target, origin, when, episode in rows:
+                for k in by_source.get((source, src, tgt), []):
+                    candidates.setdefault(k, []).append((k.context == context, when or 0.0, target,
+                                                         Approval(origin, when or 0.0, episode)))
+        # same context first, then the latest approval
+        return {k: (best[2], best[3]) for k, found in candidates.items() for best in [max(found, key=lambda c: c[:2])]}
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM tm").fetchone()[0]

@@ -2,8 +2,9 @@
 
 Viewers notice at once when a character's voice changes between episodes. Speaker labels
 (S1, S2, ... from ``locpipe.stages.speakers``, stable across a series) map to characters
-of the series bible, and characters (or still-unnamed speakers) map to a voice per
-market. Both live in ``SERIES_DIR/.locpipe/voices.yaml`` beside the speaker voice prints
+of the series bible (set in voices.yaml, else found in each episode's dialogue:
+``locpipe.localize.characters``), and characters (or still-unnamed speakers) map to a
+voice per market. Both live in ``SERIES_DIR/.locpipe/voices.yaml`` beside the speaker voice prints
 (``speakers.json``), so every later episode of the series, whatever ``--out`` it is
 rendered into, reuses them. ``locpipe voices SERIES_DIR`` shows and edits the file.
 
@@ -36,8 +37,10 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from locpipe.backends.tts.base import VoiceInfo
 from locpipe.core.store import atomic_write_text
 from locpipe.errors import BackendUnavailable, ConfigError
+from locpipe.localize import characters as chars
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +142,43 @@ class VoiceStyle(BaseModel):
         return " ".join([self.voice, *extra])
 
 
+class MatchRecord(BaseModel):
+    """How one speaker of one episode was linked to a character (locpipe.localize.characters), as recorded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    character: str | None = None
+    confidence: float = 0.0
+    #: "episode"/"series": voices.yaml said so; "auto": the dialogue's evidence; "none": not linked
+    method: str = "none"
+    reasons: list[str] = []
+    #: the best automatic candidate when it stayed below the threshold
+    rejected: str | None = None
+
+    @classmethod
+    def of(cls, match: chars.SpeakerMatch) -> MatchRecord:
+        return cls(character=match.character, confidence=match.confidence, method=match.method,
+                   reasons=list(match.reasons), rejected=match.rejected)
+
+    def as_match(self, speaker: str) -> chars.SpeakerMatch:
+        return chars.SpeakerMatch(speaker, self.character, self.confidence, self.method,  # type: ignore[arg-type]
+                                  tuple(self.reasons), self.rejected)
+
+
 class VoiceMap(BaseModel):
     """SERIES_DIR/.locpipe/voices.yaml."""
 
     model_config = ConfigDict(extra="forbid")
 
     version: int = 1
-    #: speaker label -> character (a key of the bible's characters, e.g. 林晓)
+    #: speaker label -> character (a key of the bible's characters, e.g. 林晓), for the whole series
     speakers: dict[str, str] = {}
+    #: episode -> speaker label -> character: one episode's fix, over ``speakers`` and the automatic match
+    episodes: dict[str, dict[str, str]] = {}
+    #: an automatic speaker -> character match is used from this confidence on (0-1; above 1: never)
+    match_threshold: float = Field(chars.DEFAULT_THRESHOLD, ge=0.0)
+    #: episode -> speaker label -> how it was linked to a character (written by the pipeline, for review)
+    matched: dict[str, dict[str, MatchRecord]] = {}
     #: market code -> (character or speaker label) -> voice
     markets: dict[str, dict[str, VoiceStyle]] = {}
 
@@ -177,27 +209,38 @@ def save_voice_map(path: Path, vm: VoiceMap) -> None:
 # --------------------------------------------------------------------------- pure casting
 
 
-def cast_key(vm: VoiceMap, label: str) -> str:
-    """The key a speaker's voice is stored under: its character when mapped, else the label."""
-    return vm.speakers.get(label) or label
+def cast_key(vm: VoiceMap, label: str, characters: dict[str, str] | None = None) -> str:
+    """The key a speaker's voice is stored under: its character when mapped, else the label.
+
+    ``characters``: this episode's label -> character (``episode_mapping``); without it the
+    series mapping of voices.yaml.
+    """
+    return (characters if characters is not None else vm.speakers).get(label) or label
 
 
 @dataclass(frozen=True)
 class CastVoice:
-    """One voice automatic casting may use, with what a listener hears in it."""
+    """One voice automatic casting may use: its spec and the backend's facts about it (gender, grade, ...)."""
 
     spec: str
-    gender: str | None = None
-    #: "natural" or "accented" (a voice speaking a language it was not trained on)
-    quality: str = "natural"
-    grade: str = ""
-    accent: str = ""
-    age: str = "adult"
+    info: VoiceInfo
+
+    @property
+    def gender(self) -> str | None:
+        return self.info.gender
+
+    @property
+    def quality(self) -> str:
+        """"natural" or "accented" (a voice speaking a language it was not trained on)."""
+        return self.info.quality or "natural"
 
 
 def as_cast_voice(voice: CastVoice | tuple) -> CastVoice:
     """A (spec, gender) pair from older callers, or a CastVoice as it is."""
-    return voice if isinstance(voice, CastVoice) else CastVoice(voice[0], voice[1])
+    if isinstance(voice, CastVoice):
+        return voice
+    spec, gender = voice
+    return CastVoice(spec, VoiceInfo(spec.partition(":")[2], "", 0, gender=gender, quality="natural"))
 
 
 def age_band(age: int | str | None) -> str:
@@ -214,7 +257,7 @@ def age_band(age: int | str | None) -> str:
 def _grade(voice: CastVoice) -> float:
     from locpipe.backends.tts.kokoro_voices import grade_rank
 
-    return grade_rank(voice.grade)
+    return grade_rank(voice.info.grade)
 
 
 def natural_palette(voices: list[CastVoice], gender: str, age: str = "adult") -> list[VoiceStyle]:
@@ -224,16 +267,16 @@ def natural_palette(voices: list[CastVoice], gender: str, age: str = "adult") ->
     adult, old-sounding packs last), accented voices of the gender, then the same voices at a
     pitch step within +-10% (NATURAL_STEPS). An unknown gender takes every voice, by grade.
     """
-    accent = voices[0].accent if voices else ""
+    accent = voices[0].info.accent if voices else ""
     fits = [v for v in voices if gender not in ("male", "female") or v.gender == gender]
     if not fits:
         return []
 
     def rank(v: CastVoice) -> tuple:  # a better grade letter first; within one, the market's accent
-        return (v.age != age, round(_grade(v)), v.accent != accent, _grade(v), voices.index(v))
+        return (v.info.age != age, round(_grade(v)), v.info.accent != accent, _grade(v), voices.index(v))
 
     natural = sorted((v for v in fits if v.quality == "natural"), key=rank)
-    natural_now = [v for v in natural if v.age == age or age == "senior"]
+    natural_now = [v for v in natural if v.info.age == age or age == "senior"]
     others = [v for v in natural if v not in natural_now]
     accented = sorted((v for v in fits if v.quality != "natural"), key=rank)
     real = [*natural_now, *accented, *others]
@@ -279,21 +322,28 @@ def palette(voices: list[CastVoice | tuple], gender: str, piper: bool,
 
 def resolve_casting(vm: VoiceMap, speakers: list[tuple], market: str, voices: list[CastVoice | tuple],
                     bible_voices: dict[str, str], bible_genders: dict[str, str],
-                    piper: bool, bible_ages: dict[str, str] | None = None) -> tuple[dict[str, VoiceStyle], VoiceMap]:
+                    piper: bool, bible_ages: dict[str, str] | None = None,
+                    characters: dict[str, str] | None = None) -> tuple[dict[str, VoiceStyle], VoiceMap]:
     """Voice for each (label, guessed gender[, pitch Hz]) of an episode in ``market``; the map with new choices.
 
     ``bible_voices``: character -> voice spec for this market from the bible; ``bible_genders``:
     character -> gender; ``bible_ages``: character -> age band (``age_band``). ``voices`` are
     the voices automatic choices may use (see ``palette``); an automatic entry whose voice is
-    no longer among them is chosen again.
+    no longer among them is chosen again. ``characters``: this episode's label -> character
+    (``episode_mapping``; default: the series mapping), so a character keeps its voice
+    whatever label it has in an episode.
     """
     cast = dict(vm.markets.get(market, {}))
-    allowed = {as_cast_voice(v).spec for v in voices}
+    cast_voices = [as_cast_voice(v) for v in voices]
+    allowed = {v.spec for v in cast_voices}
+    mapping = characters if characters is not None else vm.speakers
     out: dict[str, VoiceStyle] = {}
     fresh: list[tuple[str, str, str, float | None]] = []  # newly cast: (label, key, gender, pitch)
     for label, guessed, *measured in speakers:
-        char = vm.speakers.get(label)
-        key = cast_key(vm, label)
+        char = mapping.get(label)
+        key = cast_key(vm, label, mapping)
+        if char and key not in cast:
+            _adopt_label_voice(cast, label, char, bible_genders.get(char, "unknown"), cast_voices)
         entry = cast.get(key)
         if entry is not None and not entry.auto:
             out[label] = entry
@@ -318,6 +368,35 @@ def resolve_casting(vm: VoiceMap, speakers: list[tuple], market: str, voices: li
     _keep_pitch_order(fresh, cast, out)
     markets = {**vm.markets, market: cast}
     return out, vm.model_copy(update={"markets": markets})
+
+
+def _adopt_label_voice(cast: dict[str, VoiceStyle], label: str, char: str, gender: str,
+                       voices: list[CastVoice]) -> None:
+    """A speaker newly linked to ``char`` hands its automatic voice (kept under its label) to the character.
+
+    So the lead heard in earlier episodes keeps her voice once she is recognized; a voice of
+    the wrong gender (cast from a misleading pitch) is dropped instead and the character is
+    cast afresh. Explicit label entries stay where they are.
+    """
+    entry = cast.get(label)
+    if entry is None or not entry.auto:
+        return
+    del cast[label]
+    heard = _heard_gender(next((v.gender for v in voices if v.spec == entry.voice), None), entry.pitch)
+    if gender not in ("male", "female") or heard in (None, gender):
+        cast[char] = entry
+    else:
+        log.info("%s is %s (%s): the %s voice %s cast from its pitch is recast", label, char, gender, heard,
+                 entry.describe())
+
+
+def _heard_gender(voice_gender: str | None, pitch: float) -> str | None:
+    """The gender a listener hears in a voice at ``pitch``: a male voice raised ~1.15x+ sounds female (LADDERS)."""
+    if voice_gender == "male" and pitch >= min(LADDERS[("male", "female")]) - 0.05:
+        return "female"
+    if voice_gender == "female" and pitch <= max(LADDERS[("female", "male")]) + 0.01:
+        return "male"
+    return voice_gender
 
 
 def cast_notes(vm: VoiceMap, market: str, bible_voices: dict[str, str] | None = None) -> list[str]:
@@ -372,9 +451,36 @@ def parse_style(value: str) -> VoiceStyle:
 # --------------------------------------------------------------------------- I/O shells
 
 
+def episode_mapping(vm: VoiceMap, episode: str, lines: list[chars.Line], speakers: list[tuple],
+                    bible) -> dict[str, chars.SpeakerMatch]:
+    """Each speaker's character in ``episode``: voices.yaml's explicit mappings, else the dialogue's evidence.
+
+    ``speakers``: (label, gender guessed from pitch[, pitch Hz]) as for ``resolve_casting``.
+    Automatic matches of the same labels in other episodes count as one more clue.
+    """
+    earlier: dict[str, dict[str, int]] = {}
+    for ep, records in vm.matched.items():
+        for label, rec in records.items():
+            if ep != episode and rec.method == "auto" and rec.character:
+                earlier.setdefault(label, {}).setdefault(rec.character, 0)
+                earlier[label][rec.character] += 1
+    heard = {label: (guessed, measured[0] if measured else None) for label, guessed, *measured in speakers}
+    return chars.match_speakers(lines, chars.facts_from_bible(bible), heard, series=vm.speakers,
+                                episode=vm.episodes.get(episode, {}),
+                                earlier={label: max(counts, key=lambda c: (counts[c], c))
+                                         for label, counts in earlier.items()},
+                                threshold=vm.match_threshold)
+
+
 def cast_market(state_dir: Path, market: str, language: str, default_spec: str, speakers: list[tuple],
-                bible=None) -> dict[str, VoiceStyle]:
-    """Voices for an episode's speakers in ``market``, recording new automatic choices (locked)."""
+                bible=None, *, episode: str | None = None,
+                lines: list[chars.Line] | None = None) -> dict[str, VoiceStyle]:
+    """Voices for an episode's speakers in ``market``, recording new automatic choices (locked).
+
+    With ``episode`` and its ``lines`` each speaker is first linked to a bible character
+    (``episode_mapping``); the links are recorded under ``matched`` in voices.yaml, and the
+    character's gender, age and earlier voice decide the cast.
+    """
     from locpipe.backends.tts.base import get_tts_backend
     from locpipe.stages.speakers import locked
 
@@ -385,8 +491,17 @@ def cast_market(state_dir: Path, market: str, language: str, default_spec: str, 
     path = voices_path(state_dir)
     with locked(path):
         vm = load_voice_map(path)
-        casting, updated = resolve_casting(vm, speakers, market, voices, bible_voices, bible_genders,
-                                           piper=backend_name == "piper", bible_ages=bible_ages)
+        characters = None
+        if episode is not None:
+            matches = episode_mapping(vm, episode, lines or [], speakers, bible)
+            characters = {label: m.character for label, m in matches.items() if m.character}
+            vm_matched = {**vm.matched, episode: {label: MatchRecord.of(m) for label, m in matches.items()}}
+            updated_vm = vm.model_copy(update={"matched": vm_matched})
+        else:
+            updated_vm = vm
+        casting, updated = resolve_casting(updated_vm, speakers, market, voices, bible_voices, bible_genders,
+                                           piper=backend_name == "piper", bible_ages=bible_ages,
+                                           characters=characters)
         if updated != vm:
             save_voice_map(path, updated)
             log.info("voices for %s recorded in %s", market, path)
@@ -395,12 +510,14 @@ def cast_market(state_dir: Path, market: str, language: str, default_spec: str, 
 
 def market_voices(backend, language: str, default_voice: str) -> list[CastVoice]:
     """The voices automatic casting may use in ``language``: the market's default first, then the backend's."""
+    from dataclasses import replace
+
     infos = [backend.voice_info(default_voice), *backend.voices_for(language)]
     out: list[CastVoice] = []
     for v in infos:  # one entry per speaker: "ef_dora@es-419" and "ef_dora" are one person (exact tag first)
         if all(pack_of(c.spec) != pack_of(f"{backend.name}:{v.name}") for c in out):
-            out.append(CastVoice(f"{backend.name}:{v.name}", v.gender, v.quality or backend.voice_quality(v.name),
-                                 v.grade, v.accent, v.age))
+            info = v if v.quality else replace(v, quality=backend.voice_quality(v.name))
+            out.append(CastVoice(f"{backend.name}:{v.name}", info))
     return out
 
 
@@ -438,9 +555,30 @@ def bible_lexicon(bible, language: str) -> dict[str, str]:
     return lexicon_for(names, language)
 
 
-def market_cast_notes(state_dir: Path, market: str, bible=None) -> list[str]:
-    """``cast_notes`` for the series cast recorded in ``state_dir`` (for the dub's QC)."""
-    return cast_notes(load_voice_map(voices_path(state_dir)), market, bible_cast(bible, market)[0])
+def market_cast_notes(state_dir: Path, market: str, bible=None, episode: str | None = None) -> list[str]:
+    """``cast_notes`` for the series cast recorded in ``state_dir`` (for the dub's QC).
+
+    With ``episode``, first which character each of its speakers was linked to and why.
+    """
+    vm = load_voice_map(voices_path(state_dir))
+    links = [rec.as_match(label).describe() for label, rec in sorted(vm.matched.get(episode or "", {}).items())]
+    return links + cast_notes(vm, market, bible_cast(bible, market)[0])
+
+
+def episode_characters(state_dir: Path, episode: str, transcript, bible, labels=None) -> dict[int, str]:
+    """Cue index -> bible character for the episode's labelled ``transcript`` (read-only).
+
+    For a translation prompt that should know who speaks each line (names, honorifics, the
+    register between two characters): voices.yaml's mappings, else the dialogue's evidence
+    above the series' threshold, as casting decides (``labels``, the speakers stage's
+    SpeakerLabels, adds the pitch clue casting also uses).
+    """
+    lines = chars.lines_of(transcript)
+    heard = {s.label: (s.gender, s.pitch_hz) for s in (labels.speakers if labels is not None else [])}
+    speakers = [(s, *heard.get(s, ("unknown", None))) for s in sorted({ln.speaker for ln in lines})]
+    vm = load_voice_map(voices_path(state_dir))
+    matches = episode_mapping(vm, episode, lines, speakers, bible)
+    return chars.cue_characters({ln.index: ln.speaker for ln in lines}, matches)
 
 
 def speak(style: VoiceStyle, text: str, out_rate: int, backends: dict) -> np.ndarray:
@@ -457,6 +595,28 @@ def speak(style: VoiceStyle, text: str, out_rate: int, backends: dict) -> np.nda
     audio = backend.synthesize(text, style.voice_name, params=params) if params else \
         backend.synthesize(text, style.voice_name)
     return repitch(audio, backend.sample_rate(style.voice_name), style.pitch, out_rate)
+
+
+def speak_ahead(requests: list[tuple[VoiceStyle | None, str]], default, default_voice: str,
+                backends: dict) -> int:
+    """Let each engine speak its share of (style or None for the market's voice, text) ahead, in parallel.
+
+    The same engine calls ``speak`` (or, without a style, ``default.synthesize``) makes
+    later, so those return at once (``TTSBackend.prefetch``); engines that speak one line at
+    a time do nothing. Returns how many lines were spoken ahead.
+    """
+    from locpipe.backends.tts.base import get_tts_backend
+
+    by_engine: dict[str, list[tuple[str, str, dict[str, float] | None]]] = {}
+    for style, text in requests:
+        if style is None:
+            backends.setdefault(default.name, default)
+            by_engine.setdefault(default.name, []).append((text, default_voice, None))
+        else:
+            if style.backend not in backends:
+                backends[style.backend] = get_tts_backend(style.backend)
+            by_engine.setdefault(style.backend, []).append((text, style.voice_name, style.params() or None))
+    return sum(backends[name].prefetch(items) for name, items in by_engine.items())
 
 
 def repitch(audio: np.ndarray, rate: int, pitch: float, out_rate: int) -> np.ndarray:

@@ -31,6 +31,8 @@ RTL_LANGUAGES = frozenset({"ar", "he", "fa", "ur", "ps", "yi", "ug", "dv"})
 LINE_HEIGHT = 1.3
 #: padding of the opaque box around text, as a fraction of the font size
 BOX_PADDING = 0.2
+#: a rendered line's ink height / font size (Latin with ascenders and descenders, Noto Sans)
+GLYPH_HEIGHT = 1.1
 
 SUBTITLE_STYLE = "Subtitle"
 OVERLAY_STYLE = "Watermark"
@@ -157,6 +159,16 @@ def subtitle_band(style: SubtitleStyle, profile: RenderProfile, max_lines: int) 
     bottom = profile.height - m.vertical + ink + math.ceil(style.shadow)
     top = profile.height - m.vertical - math.ceil(max_lines * style.size * LINE_HEIGHT) - ink
     return max(top, 0), min(bottom, profile.height)
+
+
+def bottom_line_rows(style: SubtitleStyle, profile: RenderProfile) -> tuple[int, int]:
+    """Rows (top, bottom) of the bottom line's ink in output px, its box or outline included:
+    where a cover under the subtitles must reach (``source_subtitles.mask: box``)."""
+    m = subtitle_margins(style, profile)
+    ink = math.ceil(border_px(style))
+    bottom = profile.height - m.vertical
+    return max(0, bottom - math.ceil(style.size * GLYPH_HEIGHT) - ink), min(profile.height, bottom + ink)
+
 
 
 # --------------------------------------------------------------------------- document

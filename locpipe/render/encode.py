@@ -19,10 +19,19 @@ from pathlib import Path
 from locpipe.artifacts import MediaInfo, RenderResult, SourceSubtitles, SubtitleTrack
 from locpipe.assets import font_env
 from locpipe.config import Market
-from locpipe.media.ass import build_ass
+from locpipe.media.ass import bottom_line_rows, build_ass
 from locpipe.media.ffmpeg import run_ffmpeg
 from locpipe.media.subtitles import write_ass
-from locpipe.render.graph import ASS_NAME, FORENSIC_INPUT, VIDEO_NAME, Encode, Fill, input_matrix, shared_render_args
+from locpipe.render.graph import (
+    ASS_NAME,
+    FORENSIC_INPUT,
+    VIDEO_NAME,
+    Cover,
+    Encode,
+    Fill,
+    input_matrix,
+    shared_render_args,
+)
 from locpipe.render.mask import plan_fill, write_alpha, write_fill
 from locpipe.render.visible import plan_visible_watermark
 from locpipe.watermark.forensic import ForensicSpec
@@ -126,7 +135,7 @@ def glyph_fills(source: MediaInfo, source_subs: SourceSubtitles | None, encodes:
     if source_subs is None:
         return {}
     fills: dict[bool, Fill] = {}
-    for static in sorted({e.mask_static for e in encodes if e.mask == "fill"}):
+    for static in sorted({e.mask_static for e in encodes if e.mask in ("fill", "box")}):
         plan = plan_fill(source_subs, source, static=static)
         if plan is None:
             continue
@@ -158,7 +167,8 @@ def prepare_export(source: MediaInfo, job: ExportJob) -> Prepared:
                             export_id=job.export_id, out_dir=job.out_dir)
     policy = job.market.config.source_subtitles
     encode = Encode(profile, ass_path, partial, audio_wav=job.audio_wav,
-                    pattern=given[1].pattern if given else None, mask=policy.mask, mask_static=policy.mask_static)
+                    pattern=given[1].pattern if given else None, mask=policy.mask, mask_static=policy.mask_static,
+                    cover=target_cover(job.market) if policy.mask == "box" else Cover())
 
     def finish(seconds: float) -> RenderResult:
         final = job.out_dir / VIDEO_NAME
@@ -184,6 +194,12 @@ def prepare_export(source: MediaInfo, job: ExportJob) -> Prepared:
             given[1].pattern.unlink(missing_ok=True)
 
     return Prepared([encode], finish, abort, cleanup, label=f"{job.market.code} ({profile.reframe})")
+
+
+def target_cover(market: Market) -> Cover:
+    """The band cover of ``mask: box``: the market's box colour, reaching the target's bottom line."""
+    style, profile = market.config.subtitles, market.profile
+    return Cover(style.box_colour, bottom_line_rows(style, profile), (profile.width, profile.height, profile.reframe))
 
 
 def _issue_forensic(spec: ForensicSpec | None, market: Market, *, episode: str, distributor: str, export_id: str,

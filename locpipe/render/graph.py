@@ -205,25 +205,61 @@ def fill_graph(fill: Fill, src: str, out: str) -> str:
     return graph + f"[ffill];[fsrc][ffill]overlay={x}:{y}{over}[{out}]"
 
 
+@dataclass(frozen=True)
+class Cover:
+    """The box laid over the source band with ``mask="box"``: the market's subtitle box colour
+    and the export rows of its target line's box, which the cover reaches up to so the two
+    read as one bar (the line may sit above the band: it stays in the safe zone)."""
+
+    colour: str = "#000000"
+    #: (top, bottom) rows of the export frame the cover must also span
+    rows: tuple[int, int] | None = None
+    #: the export frame those rows are in: (width, height, reframe)
+    frame: tuple[int, int, str] | None = None
+
+
+def cover_graph(source_subs: SourceSubtitles, source: MediaInfo, src: str, out: str, cover: Cover) -> str | None:
+    """An opaque box over the source lines' extent (locpipe.render.mask.cover_rect) while a
+    line shows; None without line boxes."""
+    from locpipe.render.mask import cover_rect
+
+    rect = cover_rect(source_subs, source, cover.rows, cover.frame)
+    if rect is None:
+        return None
+    x, y, w, h = rect
+    enable = escape_filter_value(enable_expr(mask_windows(source_subs, duration=source.duration)))
+    return (f"[{src}]drawbox=x={x}:y={y}:w={w}:h={h}:color=0x{cover.colour.lstrip('#')}@1:t=fill:enable={enable}"
+            f"[{out}]")
+
+
 def head_graph(source: MediaInfo, source_subs: SourceSubtitles | None, out: str,
                window: tuple[float, float] | None = None, *, fill: Fill | None = None,
-               mask: str = "fill") -> str:
+               mask: str = "fill", keep: str | None = None, cover: Cover | None = None) -> str:
     """Source video -> [out]: the part every output shares (one decode, one mask).
 
     ``mask``: "fill" removes the glyphs with ``fill`` (falling back to the blurred band
-    when there is no fill, e.g. an artifact from before glyph masks), "blur" blurs the
-    band, "none" leaves the picture. ``window`` keeps only [start, end) seconds with their
+    when there is no fill, e.g. an artifact from before glyph masks), "box" fills them and
+    then lays an opaque box (``cover``) over the lines' extent while one shows (the
+    target subtitle's own box sits on it: see locpipe.render.mask.place_subtitles), "blur"
+    blurs the band, "none" leaves the picture. ``window`` keeps only [start, end) seconds with their
     original timestamps (a window re-render must land on the same frames as the full
-    encode it patches)."""
+    encode it patches). ``keep``: a ``select`` expression of the frames to keep, also with
+    their original timestamps (a promo's spans: the mask then only works on those)."""
     src = "0:v:0"
     parts = []
     if window:
         parts.append(f"[0:v:0]trim=start={window[0]:.6f}:end={window[1]:.6f}[vt]")
         src = "vt"
+    elif keep:
+        parts.append(f"[0:v:0]select={escape_filter_value(keep)}[vt]")
+        src = "vt"
     if mask == "none" or not source_subs:
         mask_part = None
-    elif mask == "fill" and fill is not None:
-        mask_part = fill_graph(fill, src, out)
+    elif mask in ("fill", "box") and fill is not None:
+        mask_part = fill_graph(fill, src, out if mask == "fill" else "fcov")
+        if mask == "box":
+            mask_part += ";" + (cover_graph(source_subs, source, "fcov", out, cover or Cover())
+                                or f"[fcov]null[{out}]")
     else:
         mask_part = mask_graph(source_subs, source, src, out)
     if mask_part:
@@ -267,6 +303,8 @@ class Encode:
     #: texts (logo, title) go too: the market's ``source_subtitles`` policy
     mask: str = "fill"
     mask_static: bool = False
+    #: the box over the source band with ``mask="box"``
+    cover: Cover = Cover()
 
 
 def frame_groups(source: MediaInfo, encodes: list[Encode], matrix: str) -> list[list[int]]:
@@ -277,7 +315,7 @@ def frame_groups(source: MediaInfo, encodes: list[Encode], matrix: str) -> list[
     for i, e in enumerate(encodes):
         fps = output_fps(e.profile, source.fps)
         key = (fps, reframe_graph(e.profile, source.display_width, source.display_height, "in", "out",
-                                  matrix=matrix), e.mask, e.mask_static)
+                                  matrix=matrix), e.mask, e.mask_static, e.cover)
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 
@@ -304,7 +342,7 @@ def shared_graph(source: MediaInfo, encodes: list[Encode], *, matrix: str = "bt7
     for g, members in enumerate(frame_groups(source, encodes, matrix)):
         first = encodes[members[0]]
         parts = [head_graph(source, source_subs, f"g{g}h", window, fill=(fills or {}).get(first.mask_static),
-                            mask=first.mask)]
+                            mask=first.mask, cover=first.cover)]
         src = f"g{g}h"
         fps = output_fps(encodes[members[0]].profile, source.fps)
         if fps:

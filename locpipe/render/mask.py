@@ -24,9 +24,14 @@ import numpy as np
 from locpipe.artifacts import MediaInfo, SourceSubtitles
 
 #: bumped when the mask geometry changes (part of the render key)
-MASK_VERSION = "glyph-removelogo-3"
-#: dilation radius as a fraction of the line's height (anti-aliasing, outline blur)
-DILATE = 0.07
+MASK_VERSION = "glyph-removelogo-4"
+#: dilation radius as a fraction of the line's height (anti-aliasing, outline blur), at least
+#: two source pixels and one detection pixel. The glyph mask already holds outline and shadow,
+#: so a wide ring only hands removelogo more picture to invent (0.07: 1-4 dB less band PSNR
+#: than 0.03 on the corpus, and on large bold 1080p text no better than the blur box); below
+#: 0.05 fragments of outline the mask missed (taken from one frame, over a moving picture)
+#: stay visible on the unseen blue-italic style (benchmarks/source_subs.py, frame grabs)
+DILATE = 0.05
 #: picture kept around the masks inside the crop, as a fraction of the line height:
 #: removelogo needs unmasked pixels around a masked one to fill it from
 CONTEXT = 0.6
@@ -38,8 +43,10 @@ MAX_LAYERS = 400
 FILL_SHORT_SIDE = 360
 #: ... and further down until no masked pixel lies more than this many pixels inside the
 #: mask (removelogo fills a pixel from a disc reaching the mask's edge: a solid 60 px box
-#: costs 100 times a 6 px stroke per pixel; measured 18 s vs 0.2 s for 150 small frames)
-MAX_DEPTH = 5.0
+#: costs 100 times a 6 px stroke per pixel; measured 18 s vs 0.2 s for 150 small frames).
+#: 5 put large bold 1080p text at a third of the resolution (fill below the blur box there);
+#: 10 keeps it at about 2/3 for no measurable render cost on the corpus
+MAX_DEPTH = 10.0
 
 
 @dataclass(frozen=True)
@@ -219,37 +226,128 @@ def band_in_output(source_subs: SourceSubtitles, source: MediaInfo, width: int, 
                    reframe: str) -> tuple[float, float] | None:
     """The source band's rows (top, bottom) in the export frame, after the profile's reframe
     (crop: cover and centre-crop; blur-pad and letterbox: fit and centre), or None."""
-    from locpipe.render.graph import scaled_size
-
     if not source_subs.found or not source_subs.band:
         return None
+    k, off = reframe_rows(source, width, height, reframe)
+    ky = source.display_height / source_subs.frame_height
+    _, y, _, h = source_subs.band
+    return off + y * ky * k, off + (y + h) * ky * k
+
+
+def reframe_rows(source: MediaInfo, width: int, height: int, reframe: str) -> tuple[float, int]:
+    """How a display row of ``source`` lands in the export frame: (scale, offset)."""
+    from locpipe.render.graph import scaled_size
+
     dw, dh = source.display_width, source.display_height
     fit = scaled_size(dw, dh, width, height, cover=False)
     if reframe == "crop" or fit == (width, height):
         cw, ch = scaled_size(dw, dh, width, height, cover=True)
-        k, off = ch / dh, -(ch - height) // 2
-    else:
-        k, off = fit[1] / dh, (height - fit[1]) // 2
-    ky = dh / source_subs.frame_height
-    _, y, _, h = source_subs.band
-    return off + y * ky * k, off + (y + h) * ky * k
+        return ch / dh, -(ch - height) // 2
+    return fit[1] / dh, (height - fit[1]) // 2
 
 
 def place_subtitles(market, source_subs: SourceSubtitles | None, source: MediaInfo):
     """``market`` with its subtitles moved onto the source band (style ``position:
     source-band``): the target line's bottom where the source's bottom line ended, so it
     covers what the fill leaves; kept where a two-line block still fits below the safe zone's
-    top. Unchanged for ``position: fixed`` or when no band was found."""
+    top. Unchanged for ``position: fixed`` or when no band was found.
+
+    With the box cover (policy ``mask: box``, or ``fill`` on a boxed source: see
+    :func:`cover_mode`) the policy becomes ``box`` and the target style an opaque box of the
+    cover's colour whose bottom meets the cover's bottom, so text box and cover read as one.
+    """
     style = market.config.subtitles
-    if source_subs is None or style.position != "source-band":
-        return market
+    policy = market.config.source_subtitles
+    update: dict = {}
+    covered = source_subs is not None and cover_mode(policy.mask, policy.cover_boxed, source_subs)
+    if covered:
+        update["source_subtitles"] = policy.model_copy(update={"mask": "box"})
+        style = style.model_copy(update={"box": True, "box_opacity": 1.0})
     p = market.profile
-    rows = band_in_output(source_subs, source, p.width, p.height, p.reframe)
-    if rows is None:
+    rows = None
+    if source_subs is not None and style.position == "source-band":
+        rows = band_in_output(source_subs, source, p.width, p.height, p.reframe)
+        cover = cover_in_output(source_subs, source, p.width, p.height, p.reframe) if covered else None
+        if rows is not None and cover is not None:
+            rows = (rows[0], cover[1] - round(style.size * BOX_PADDING))
+    if rows is not None:
+        top_room = p.height - p.safe_zone.y0 - math.ceil(2 * style.size * 1.3)
+        margin = int(max(0, min(p.height - rows[1], top_room)))
+        if margin != style.margin_bottom:
+            style = style.model_copy(update={"margin_bottom": margin})
+    if style is not market.config.subtitles:
+        update["subtitles"] = style
+    if not update:
         return market
-    top_room = p.height - p.safe_zone.y0 - math.ceil(2 * style.size * 1.3)
-    margin = int(max(0, min(p.height - rows[1], top_room)))
-    if margin == style.margin_bottom:
-        return market
-    config = market.config.model_copy(update={"subtitles": style.model_copy(update={"margin_bottom": margin})})
-    return market.model_copy(update={"config": config})
+    return market.model_copy(update={"config": market.config.model_copy(update=update)})
+
+
+# --------------------------------------------------------------------------- the box cover
+
+#: a line's glyph mask covering at least this share of its box: the text sits on a box of its
+#: own (the detector masks a subtitle box whole), which no fill can restore without a bar
+BOXED_SHARE = 0.6
+#: the cover reaches this far (fraction of the line height) beyond the source lines' boxes
+COVER_PAD = 0.25
+#: the cover reaches up (or down) to the target line only across a gap of at most this many
+#: line heights: a line the safe zone keeps far from the band gets its own box there, and a
+#: bar down to the band would hide a third of the picture
+REACH = 1.5
+#: as media.ass.BOX_PADDING: the target box's padding around its text, fraction of the size
+BOX_PADDING = 0.2
+
+
+def boxed(source_subs: SourceSubtitles) -> bool:
+    """Whether the source's subtitles sit on a box: most lines' masks fill their boxes."""
+    from locpipe.stages.source_subs import decode_mask
+
+    shares = [float(m.mean()) for iv in source_subs.intervals if iv.mask
+              if (m := decode_mask(iv.mask)) is not None and m.size]
+    return bool(shares) and float(np.median(shares)) >= BOXED_SHARE
+
+
+def cover_mode(mask: str, cover_boxed: bool, source_subs: SourceSubtitles) -> bool:
+    """Whether the render covers the band with a box: asked for, or a boxed source under "fill"."""
+    if not source_subs.found or not any(iv.box for iv in source_subs.intervals):
+        return False
+    return mask == "box" or (mask == "fill" and cover_boxed and boxed(source_subs))
+
+
+def cover_rect(source_subs: SourceSubtitles, source: MediaInfo, rows: tuple[int, int] | None = None,
+               export: tuple[int, int, str] | None = None) -> tuple[int, int, int, int] | None:
+    """The cover in the decoded picture's pixels (x, y, w, h): a bar across the whole width
+    over every line's rows together, padded, even-aligned, and reaching the export ``rows``
+    (the target line's box, in an ``export`` frame of (width, height, reframe)) so the
+    target's own box and the cover are one bar; None without line boxes.
+
+    Full width because the target line's box is as wide as its text, not as the source's:
+    a bar from edge to edge reads as a subtitle strip, a box of the Chinese line's width with
+    a differently wide box on it as a patch."""
+    boxes = [iv.box for iv in source_subs.intervals if iv.box]
+    if not boxes:
+        return None
+    frame = frame_of(source)
+    ky = frame[1] / source_subs.frame_height
+    pad = COVER_PAD * float(np.median([b[3] for b in boxes])) * ky
+    y0 = min(b[1] for b in boxes) * ky - pad
+    y1 = max(b[1] + b[3] for b in boxes) * ky + pad
+    if rows is not None and export is not None:
+        k, off = reframe_rows(source, *export)
+        to_src = frame[1] / source.display_height / k
+        r0, r1 = (rows[0] - off) * to_src, (rows[1] - off) * to_src
+        if max(r0 - y1, y0 - r1) <= REACH * (r1 - r0):  # near: one bar; far (safe zone): the band only
+            y0, y1 = min(y0, r0), max(y1, r1)
+    top = max(0, int(y0) // 2 * 2)
+    bottom = min(frame[1], math.ceil(y1))
+    return 0, top, frame[0] // 2 * 2, max(2, (bottom - top) // 2 * 2)
+
+
+def cover_in_output(source_subs: SourceSubtitles, source: MediaInfo, width: int, height: int,
+                    reframe: str) -> tuple[float, float] | None:
+    """The cover's rows (top, bottom) in the export frame (see :func:`band_in_output`)."""
+    rect = cover_rect(source_subs, source)
+    if rect is None:
+        return None
+    k, off = reframe_rows(source, width, height, reframe)
+    ky = source.display_height / frame_of(source)[1]
+    return off + rect[1] * ky * k, off + (rect[1] + rect[3]) * ky * k

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -95,6 +96,39 @@ def watermark_text(policy: WatermarkPolicy, *, distributor: str, market: str, ep
     """
     return policy.template.format(distributor=short_field(distributor, limit), market=market,
                                   episode=short_field(episode, limit), export_id=export_id).strip()
+
+
+#: languages whose viewers read Han characters: the episode name stays as it is
+HAN_READERS = frozenset({"zh", "ja", "ko"})
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]+")
+_WIDE_PUNCT = str.maketrans({"【": "[", "】": "]", "（": "(", "）": ")", "《": "<", "》": ">", "，": ",", "。": ".",
+                             "：": ":", "、": " ", "　": " ", "！": "!", "？": "?"})
+
+
+def episode_label(episode: str, language: str) -> str:
+    """The episode's name as the mark shows it to ``language``'s viewers.
+
+    For a market that does not read Chinese, Han characters become pinyin (第3集 -> "Di3Ji",
+    an English export must not carry a Chinese file name in its picture) and full-width
+    punctuation its ASCII look-alike; other CJK text left after that (kana, hangul) becomes a
+    short hash of the name, so the mark still tells episodes apart.
+    """
+    if language.split("-")[0].lower() in HAN_READERS:
+        return episode
+    try:
+        from pypinyin import lazy_pinyin
+    except ImportError:  # optional dependency: a hash still tells episodes apart
+        lazy_pinyin = None
+
+    def han(m: re.Match) -> str:
+        if lazy_pinyin is None:
+            return "ep" + hashlib.sha256(m.group(0).encode()).hexdigest()[:6]
+        return "".join(s.capitalize() for s in lazy_pinyin(m.group(0)))
+
+    out = _HAN.sub(han, episode.translate(_WIDE_PUNCT))
+    if any(unicodedata.east_asian_width(ch) in ("W", "F") for ch in out):
+        out = "ep" + hashlib.sha256(episode.encode()).hexdigest()[:8]
+    return out
 
 
 def fitted_text(policy: WatermarkPolicy, max_width: int, **fields: str) -> tuple[str, int]:
@@ -213,7 +247,7 @@ def plan_visible_watermark(market: Market, *, duration: float, distributor: str,
     band = subtitle_band(market.config.subtitles, profile, market.config.subtitle_rules.max_lines)
     try:
         text, size = fitted_text(policy, zone.x1 - zone.x0, distributor=distributor, market=market.code,
-                                 episode=episode, export_id=export_id)
+                                 episode=episode_label(episode, market.config.language), export_id=export_id)
         box = text_box(text, size)
         placements = plan_positions(export_id, duration=duration, interval=policy.interval, box=box,
                                     zone=zone, band=band)

@@ -13,12 +13,15 @@ synthesis, stretching and WAV writing around it are thin.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import logging
 import tempfile
 import time
 import wave
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +264,138 @@ def silent_dub(translation: Translation, episode_duration: float, out_dir: Path,
     return result
 
 
+@dataclass
+class ClipCache:
+    """Every spoken line's clip, kept by what makes its sound, so a re-dub speaks only new lines.
+
+    The dub stage is one artifact for the whole episode: a corrected line changes its key
+    and it is made again. Without this cache every line would be spoken again too; with
+    it only lines whose text, voice or cue timing changed reach the TTS (a reviewer's edit
+    of three lines costs three lines). The key: the text the voice is given, the voice
+    (with its pitch and engine parameters), the output sample rate, the engine's version
+    and the cue's own start and end (not its slot: a neighbour's edit must not invalidate
+    it; the fit to the slot is redone from the clip, which is cheap). ``hits``/``misses``
+    list the cue indexes of this dub, for the manifest.
+    """
+
+    root: Path
+    backend_version: str
+    #: the shorteners' versions (an LLM's rewrite of an overflowing line is kept too: asking
+    #: the model again costs seconds and may word it differently)
+    shorten_version: str = ""
+    hits: list[int] = field(default_factory=list)
+    misses: list[int] = field(default_factory=list)
+
+    def rewrite_key(self, source: str, text: str, budget: int) -> str:
+        payload = json.dumps(["rewrite", source, text, budget, self.shorten_version], ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+    def load_rewrite(self, key: str) -> Rewrite | None:
+        path = self.root / key[:2] / f"{key}.rewrite.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return Rewrite(data["text"], data["by"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def save_rewrite(self, key: str, rewrite: Rewrite) -> None:
+        from locpipe.core.store import atomic_write_text
+
+        atomic_write_text(self.root / key[:2] / f"{key}.rewrite.json",
+                          json.dumps({"text": rewrite.text, "by": rewrite.by}, ensure_ascii=False))
+
+    def key(self, text: str, voice: str, sample_rate: int, start: float, end: float) -> str:
+        payload = json.dumps([text, voice, sample_rate, self.backend_version, round(start, 3), round(end, 3)],
+                             ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npz"
+
+    def load(self, key: str) -> tuple[np.ndarray, str] | None:
+        path = self._path(key)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as data:
+                return data["audio"].astype(np.float32), str(data["voice"])
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("%s: unreadable clip (%s); speaking the line again", path, exc)
+            return None
+
+    def save(self, key: str, audio: np.ndarray, voice: str) -> None:
+        from locpipe.core.store import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, audio=audio.astype(np.float32), voice=np.array(voice))
+        atomic_write_bytes(self._path(key), buf.getvalue())
+
+
+def _voice_label(index: int, tts: TTSBackend, voice: str, speakers: dict[int, str] | None,
+                 voices: dict[str, VoiceStyle] | None, backends: dict) -> str:
+    """The voice a cue is meant to be spoken in, with its engine's version (the clip key's voice)."""
+    style = (voices or {}).get((speakers or {}).get(index) or "")
+    if style is None:
+        return f"{tts.name}:{voice}"
+    engine = backends.get(style.backend)
+    return f"{style.describe()} {getattr(engine, 'version', '')}".strip()
+
+
+def _speak_cached(text: str, cue, tts: TTSBackend, voice: str, sr: int, speakers: dict[int, str] | None,
+                  voices: dict[str, VoiceStyle] | None, backends: dict,
+                  clips: ClipCache | None) -> tuple[np.ndarray, str, float]:
+    """(trimmed clip, voice that spoke it, seconds spent in the TTS) for one cue: from the clip
+    cache when the same text was spoken in the same voice for the same cue times."""
+    key = clips.key(text, _voice_label(cue.index, tts, voice, speakers, voices, backends), sr, cue.start,
+                    cue.end) if clips else ""
+    found = clips.load(key) if clips else None
+    if found is not None:
+        clips.hits.append(cue.index)  # type: ignore[union-attr]
+        return found[0], found[1], 0.0
+    t0 = time.perf_counter()
+    audio, spoken_by = _speak_cue(text, cue.index, tts, voice, sr, speakers, voices, backends)
+    clip = trim_silence(audio, sr) * np.float32(LINE_PEAK)
+    if clips:
+        clips.misses.append(cue.index)
+        clips.save(key, clip, spoken_by)
+    return clip, spoken_by, time.perf_counter() - t0
+
+
+def _shortened(shorten: ShortenFn, cue, budget: int, clips: ClipCache | None) -> Rewrite | None:
+    """A shorter rendering of an overflowing line, kept in the clip cache with the clip."""
+    key = clips.rewrite_key(cue.source_text, cue.text, budget) if clips else ""
+    found = clips.load_rewrite(key) if clips else None
+    if found is not None:
+        return found
+    rewrite = shorten(cue.index, cue.source_text, cue.text, budget)
+    if rewrite is not None and clips:
+        clips.save_rewrite(key, rewrite)
+    return rewrite
+
+
+def _speak_ahead(cues, tts: TTSBackend, voice: str, sr: int, speakers: dict[int, str] | None,
+                 voices: dict[str, VoiceStyle] | None, backends: dict, lexicon: dict[str, str] | None,
+                 language: str, clips: ClipCache | None) -> None:
+    """Hand every line the loop below will speak (not in the clip cache) to its engine at once.
+
+    Engines that speak several lines at a time (Kokoro on 2+ cores: ``TTSBackend.prefetch``)
+    then use every core; the loop's calls return their audio. Never fails the dub.
+    """
+    from locpipe.localize.voices import speak_ahead
+
+    try:
+        todo = []
+        for cue in cues:
+            said = spoken_text(cue.text, lexicon or {}, language) if cue.text.strip() else ""
+            key = clips.key(said, _voice_label(cue.index, tts, voice, speakers, voices, backends), sr, cue.start,
+                            cue.end) if clips and said else ""
+            if said and not (clips and clips.load(key) is not None):
+                todo.append(((voices or {}).get((speakers or {}).get(cue.index) or ""), said))
+        speak_ahead(todo, tts, voice, backends)
+    except Exception as exc:  # noqa: BLE001 - speaking ahead only saves time; the loop speaks what is missing
+        log.warning("lines not spoken ahead (%s); speaking them one by one", exc)
+
+
 def _speak_cue(text: str, index: int, tts: TTSBackend, voice: str, sr: int, speakers: dict[int, str] | None,
                voices: dict[str, VoiceStyle] | None, backends: dict) -> tuple[np.ndarray, str]:
     """Voice selection for one cue: its speaker's cast voice (locpipe.localize.voices), else the market's.
@@ -288,7 +423,8 @@ def synthesize_dub(translation: Translation, market: Market, episode_duration: f
                    speakers: dict[int, str] | None = None, voices: dict[str, VoiceStyle] | None = None,
                    shorten: ShortenFn | None = None,
                    make_backend: Callable[[str], TTSBackend] | None = None,
-                   lexicon: dict[str, str] | None = None, cast_notes: list[str] | None = None) -> DubTrack:
+                   lexicon: dict[str, str] | None = None, cast_notes: list[str] | None = None,
+                   clips: ClipCache | None = None) -> DubTrack:
     """Speak every translated cue, fit each into its slot, write ``dub.wav`` for the whole episode.
 
     ``choice`` (from locpipe.backends.tts.select.choose_voice) names the voice and carries the
@@ -303,6 +439,8 @@ def synthesize_dub(translation: Translation, market: Market, episode_duration: f
     for English, automatic pinyin respellings change only what the voice is given
     (``locpipe.backends.tts.pronounce.spoken_text``); the DubLine keeps the written text.
     ``cast_notes`` (shared or pitch-varied voices of the series cast) go to QC.
+    ``clips`` (:class:`ClipCache`) keeps every spoken line: only lines not spoken before
+    (new text, voice or cue times) reach the TTS; the DubTrack's ``line_cache`` lists them.
     """
     if choice is not None and (choice.backend is None or tts is None):
         return silent_dub(translation, episode_duration, out_dir, choice)
@@ -313,25 +451,28 @@ def synthesize_dub(translation: Translation, market: Market, episode_duration: f
     notes: dict[int, str] = {}
     spoken_by: dict[int, str] = {}
     backends: dict = {s.backend: make_backend(s.backend) for s in (voices or {}).values()} if make_backend else {}
-    synth_seconds = 0.0
+    ahead_started = time.perf_counter()
+    _speak_ahead(cues, tts, voice, sr, speakers, voices, backends, lexicon, translation.language, clips)
+    synth_seconds = time.perf_counter() - ahead_started  # the loop's calls then add what was not spoken ahead
     for cue in cues:
         if not cue.text.strip():
             speech.append(np.zeros(0, dtype=np.float32))
             continue
-        t0 = time.perf_counter()
         try:
             said = spoken_text(cue.text, lexicon or {}, translation.language)
-            audio, spoken_by[cue.index] = _speak_cue(said, cue.index, tts, voice, sr, speakers, voices, backends)
+            clip, spoken_by[cue.index], seconds = _speak_cached(said, cue, tts, voice, sr, speakers, voices, backends,
+                                                                clips)
         except UnspeakableText as exc:  # one bad line must not cost the episode its dub: flag it
             log.warning("cue %d not dubbed: %s", cue.index, exc)
             notes[cue.index] = str(exc)
             speech.append(np.zeros(0, dtype=np.float32))
             continue
-        synth_seconds += time.perf_counter() - t0
-        speech.append(trim_silence(audio, sr) * np.float32(LINE_PEAK))
+        synth_seconds += seconds
+        speech.append(clip)
     spoken = sum(a.size for a in speech) / sr
-    log.info("synthesized %d lines, %.1f s of speech in %.1f s (RTF %.3f) with %s:%s", sum(a.size > 0 for a in speech),
-             spoken, synth_seconds, synth_seconds / spoken if spoken else 0.0, tts.name, voice)
+    reused = f" ({len(clips.hits)} from the clip cache, {len(clips.misses)} spoken now)" if clips else ""
+    log.info("synthesized %d lines%s, %.1f s of speech, %.1f s in the TTS with %s:%s", sum(a.size > 0 for a in speech),
+             reused, spoken, synth_seconds, tts.name, voice)
 
     max_stretch = market.config.dub.max_stretch
     fits = plan_lines([(c.start, a.size / sr) for c, a in zip(cues, speech)], episode_duration, max_stretch)
@@ -340,16 +481,16 @@ def synthesize_dub(translation: Translation, market: Market, episode_duration: f
         for i in [i for i, f in enumerate(fits) if f.outcome == "overflow" and speech[i].size]:
             cue, fit = cues[i], fits[i]
             budget = char_budget(cue.text, fit.speech_seconds, fit.slot_end - fit.slot_start, max_stretch)
-            rewrite = shorten(cue.index, cue.source_text, cue.text, budget)
+            rewrite = _shortened(shorten, cue, budget, clips)
             if rewrite is None:
                 continue
             try:
                 said = spoken_text(rewrite.text, lexicon or {}, translation.language)
-                audio, spoken_by[cue.index] = _speak_cue(said, cue.index, tts, voice, sr, speakers, voices, backends)
+                speech[i], spoken_by[cue.index], _s = _speak_cached(said, cue, tts, voice, sr, speakers, voices,
+                                                                    backends, clips)
             except UnspeakableText as exc:
                 log.warning("cue %d: rewrite %r not spoken (%s); keeping the overflow", cue.index, rewrite.text, exc)
                 continue
-            speech[i] = trim_silence(audio, sr) * np.float32(LINE_PEAK)
             rewrites[cue.index] = rewrite
             log.info("cue %d rewritten by %s to fit %.2f s: %r -> %r", cue.index, rewrite.by,
                      fit.slot_end - fit.slot_start, cue.text, rewrite.text)
@@ -380,6 +521,8 @@ def synthesize_dub(translation: Translation, market: Market, episode_duration: f
                       quality=choice.quality if choice else tts.voice_quality(voice),
                       notes=list(choice.notes) if choice else [],
                       voices={label: style.describe() for label, style in (voices or {}).items()},
-                      cast_notes=list(cast_notes or []))
+                      cast_notes=list(cast_notes or []),
+                      line_cache={"hits": sorted(set(clips.hits)),
+                                  "misses": sorted(set(clips.misses))} if clips else {})
     write_wav(out_dir / result.wav, track, sr)
     return result

@@ -108,14 +108,15 @@ def _placeholder_problems(cue: Cue, restored: Restored) -> list[dict]:
 def translate_episode(transcript: Transcript, market_language: str, backend: TranslationBackend, *,
                       audio_16k=None, bible: SeriesBible | None = None, tm: TranslationMemory | None = None,
                       adaptation: Adapter | AdaptationConfig | None = None,
-                      context: dict | None = None) -> Translation:
+                      context: dict | None = None, episode: str = "") -> Translation:
     """Translate one episode for one market language with the series bible, TM and market rules.
 
     Order: TM lookup -> term protection (text backends) -> backend -> restore -> post-edit
     names (speech/LLM backends; and lines whose placeholders were lost, re-translated without
     them) -> TM store -> cleaning (build_translation) -> adaptation -> glossary check. The TM
     holds text before adaptation, so two markets in one language with different currency
-    rules share it.
+    rules share it. Lines a reviewer approved in another episode (``episode`` is this one's
+    name) come from the TM first and are final: no backend, name post-edit or adaptation.
     """
     language = market_language
     cues = transcript.cues
@@ -128,8 +129,10 @@ def translate_episode(transcript: Transcript, market_language: str, backend: Tra
     ctx.setdefault("scene", lines)
 
     keys = keys_for_lines(lines, transcript.language, language, backend.name, bible.version if bible else "")
-    known = tm.lookup_many(keys) if tm is not None else {}
-    texts: list[str | None] = [known.get(k) for k in keys]
+    approved = tm.lookup_approved(keys, exclude_episode=episode) if tm is not None else {}
+    known = tm.lookup_many([k for k in keys if k not in approved]) if tm is not None else {}
+    texts: list[str | None] = [approved[k][0] if k in approved else known.get(k) for k in keys]
+    final = {i for i, k in enumerate(keys) if k in approved}
     todo = [i for i, t in enumerate(texts) if t is None]
     edits: list[dict] = []
     problems: list[dict] = []
@@ -164,7 +167,7 @@ def translate_episode(transcript: Transcript, market_language: str, backend: Tra
     # memory hits too: a bible or post-editor improved since a line was stored applies to it
     # (the post-edit is idempotent, so a line already right is left alone)
     for i, text in enumerate(texts):
-        if table and text:
+        if table and text and i not in final:
             text, changes = post_edit_names(text, cues[i].text, table)
             text, more = insert_vocative(text, cues[i].text, table, language)
             edits += [{"cue": cues[i].index, **c} for c in changes + more]
@@ -178,7 +181,7 @@ def translate_episode(transcript: Transcript, market_language: str, backend: Tra
     violations = list(problems)
     forbidden = bible.forbidden_for(language) if bible is not None else []
     for n, cue in enumerate(translation.cues):
-        if adapter is not None and cue.text:
+        if adapter is not None and cue.text and n not in final:
             text, changes = adapter.adapt_line(cue.index, cue.source_text, cue.text)
             adapted += changes
             translation.cues[n] = cue = cue.model_copy(update={"text": text})
@@ -189,7 +192,10 @@ def translate_episode(transcript: Transcript, market_language: str, backend: Tra
     translation = translation.model_copy(update={
         "term_edits": edits, "glossary_violations": violations, "adaptations": adapted,
         "tm_hits": len(cues) - len(todo) if tm is not None else 0, "tm_misses": len(todo) if tm is not None else 0,
-        "bible_version": bible.version if bible is not None else ""})
+        "bible_version": bible.version if bible is not None else "",
+        "tm_approved": [{"cue": cues[i].index, "origin": approved[keys[i]][1].origin,
+                         "approved_at": approved[keys[i]][1].when, "episode": approved[keys[i]][1].episode}
+                        for i in sorted(final)]})
     for note in translation.notes:
         log.warning("translate %s: %s", language, note)
     for v in violations:
@@ -236,4 +242,26 @@ def translation_checks(translation: Translation) -> list[QCCheck]:
         QCCheck(name="tm_hit_rate", passed=True,
                 value=round(translation.tm_hits / looked_up, 3) if looked_up else None,
                 detail=f"{translation.tm_hits} hit(s), {translation.tm_misses} miss(es)"),
+        QCCheck(name="tm_approved", passed=True, value=len(translation.tm_approved),
+                detail="; ".join(f"cue {a['cue']} from {a['origin']}" for a in translation.tm_approved[:10])),
+    ] + review_checks(translation)
+
+
+def review_checks(translation: Translation) -> list[QCCheck]:
+    """QC lines for a linguist's review file: which lines came from it, which edits were refused.
+
+    A refused edit fails the check (a person must look: their correction is not in the export);
+    a line kept over the reading speed is only listed.
+    """
+    if not translation.review_file:
+        return []
+    f = translation.review_file
+    source = f"{f.get('file', '')} (modified {f.get('mtime_iso', '')})"
+    lines = ", ".join(f"{r['cue']} ({'+'.join(r['what'])})" for r in translation.reviewed)
+    return [
+        QCCheck(name="reviewed_lines", passed=True, value=len(translation.reviewed),
+                detail=f"from {source}: cue(s) {lines}" if lines else f"{source}: no line changed"),
+        QCCheck(name="review_problems", passed=not translation.review_problems,
+                value=len(translation.review_problems), target="0",
+                detail="; ".join(translation.review_problems + translation.review_warnings)[:1000]),
     ]

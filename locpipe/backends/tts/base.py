@@ -11,8 +11,12 @@ letter", and empty text gives a click. Both must be errors that name the line.
 
 from __future__ import annotations
 
+import functools
+import threading
 import unicodedata
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,10 +67,49 @@ class TTSBackend(ABC):
     #: was not trained on) or "low" (robotic fallback); see QUALITY_LABELS
     quality: str = "natural"
 
+    #: how many lines the engine speaks at once in ``prefetch`` (1: one after another, no
+    #: prefetching); engines whose single run cannot use every core (Kokoro's recurrent
+    #: layers keep one core busy) set it from ``configure_threads``
+    parallel_lines: int = 1
+
     @property
     @abstractmethod
     def version(self) -> str:
         """Library version plus voice-package version, for cache keys and the manifest."""
+
+    def configure_threads(self, threads: int | None) -> None:
+        """The worker's CPU share (cores // --jobs), given before the first synthesis; default: ignored."""
+        return None
+
+    def prefetch(self, requests: Iterable[tuple[str, str, dict[str, float] | None]]) -> int:
+        """Speak (text, voice, params) requests ahead, ``parallel_lines`` at a time; returns how many.
+
+        The dub stage hands over every line it will ask for; each later ``synthesize`` call
+        with the same arguments returns the audio at once (and forgets it), so the stage's
+        line-by-line loop keeps its shape while the engine uses every core. A request that
+        fails is not kept: its ``synthesize`` call runs again and raises there, for that line.
+        """
+        todo = list(dict.fromkeys((text, voice, _params_key(params)) for text, voice, params in requests))
+        if self.parallel_lines <= 1 or len(todo) < 2:
+            return 0
+
+        def speak(item: tuple[str, str, tuple]) -> None:
+            text, voice, params = item
+            try:
+                audio = self._speak_checked(text, voice, dict(params))
+            except Exception:  # noqa: BLE001 - said again, and raised for its own line, by synthesize
+                return
+            ahead.put(item, audio)
+
+        ahead = self._spoken_ahead
+        ahead.clear()  # lines asked for ahead but never spoken (a cut episode) are not kept around
+        with ThreadPoolExecutor(self.parallel_lines, thread_name_prefix=f"tts-{self.name}") as pool:
+            list(pool.map(speak, todo))
+        return len(todo)
+
+    @functools.cached_property
+    def _spoken_ahead(self) -> SpokenAhead:
+        return SpokenAhead()
 
     @property
     @abstractmethod
@@ -137,6 +180,10 @@ class TTSBackend(ABC):
         make one voice sound like several characters (locpipe.localize.voices); engines without
         such parameters ignore them.
         """
+        ready = self._spoken_ahead.take((text, voice, _params_key(params)))
+        return ready if ready is not None else self._speak_checked(text, voice, params)
+
+    def _speak_checked(self, text: str, voice: str, params: dict[str, float] | None) -> np.ndarray:
         info = self.voice_info(voice)
         text = check_speakable(text, info)
         raw = self._synthesize_with(text, info, params) if params else self._synthesize(text, info)
@@ -152,6 +199,33 @@ class TTSBackend(ABC):
     def _synthesize_with(self, text: str, voice: VoiceInfo, params: dict[str, float]) -> np.ndarray:
         """Engine call with speaking parameters; the default ignores them (engines without any)."""
         return self._synthesize(text, voice)
+
+
+class SpokenAhead:
+    """Audio of lines spoken ahead by ``TTSBackend.prefetch``, each taken once by ``synthesize``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._audio: dict[tuple, np.ndarray] = {}
+
+    def put(self, key: tuple, audio: np.ndarray) -> None:
+        with self._lock:
+            self._audio[key] = audio
+
+    def take(self, key: tuple) -> np.ndarray | None:
+        with self._lock:
+            return self._audio.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._audio.clear()
+
+    def __len__(self) -> int:
+        return len(self._audio)
+
+
+def _params_key(params: dict[str, float] | None) -> tuple:
+    return tuple(sorted((params or {}).items()))
 
 
 # --------------------------------------------------------------------------- input checks
