@@ -289,21 +289,22 @@ def apply_source_review(ctx: EpisodeContext, rec: Recognition) -> Recognition:
 # --------------------------------------------------------------------------- export
 
 
-def _speaker_names(ctx: EpisodeContext) -> dict[str, str]:
-    """Speaker label -> character (voices.yaml), for the table's speaker column."""
-    from locpipe.localize.voices import load_voice_map, voices_path
+def _characters(ctx: EpisodeContext, rec: Recognition) -> dict[int, str]:
+    """Cue index -> bible character, as casting decides it (voices.yaml mappings, else the
+    dialogue's evidence: ``localize.voices.episode_characters``), for the table's speaker column."""
+    from locpipe.localize.voices import episode_characters
 
     try:
-        return dict(load_voice_map(voices_path(ctx.series_state)).speakers)
-    except Exception as exc:  # only a label in a table: never fails the export
+        return episode_characters(ctx.series_state, ctx.name, rec.transcript.model, ctx.bible, rec.speakers)
+    except Exception as exc:  # noqa: BLE001 - only a label in a table: never fails the export
         log.info("no character names for the review table (%s)", exc)
         return {}
 
 
-def _who(label: str | None, names: dict[str, str]) -> str:
+def _who(label: str | None, character: str | None) -> str:
     if not label:
         return ""
-    return f"{label} ({names[label]})" if label in names else label
+    return f"{label} ({character})" if character else label
 
 
 def _record(ctx: EpisodeContext, name: str, language: str, markets: list[str], machine: list[rv.MachineCue],
@@ -328,40 +329,51 @@ def _per_cue_notes(translation: Translation) -> dict[int, list[str]]:
     return notes
 
 
+def review_srt(cues: list[rv.MachineCue]) -> str:
+    """The SRT a linguist edits, by the project's one SRT writer (numbered from 1, text defused)."""
+    from locpipe.artifacts import SubtitleEvent
+    from locpipe.media.subtitles import srt_string
+
+    return srt_string([SubtitleEvent(start=c.start, end=c.end, lines=c.text.split("\n"), cue_index=c.index)
+                       for c in cues])
+
+
 def translation_files(ctx: EpisodeContext, rec: Recognition, market: Market, markets: list[str],
                       machine: Translation, final: Translation) -> dict[str, str]:
     """file name -> text of one language's review forms (SRT, TSV, record)."""
     language = market.config.language
-    name, names, cps = stem(ctx.name, language), _speaker_names(ctx), max_cps(market)
+    name, names, cps = stem(ctx.name, language), _characters(ctx, rec), max_cps(market)
     machine_cues, final_cues = translation_cues(machine), translation_cues(final)
     record = _record(ctx, name, language, markets, machine_cues, transcript_cues(rec.transcript.model))
     notes = _per_cue_notes(final)
-    rows = [{"index": n, "start": rv.srt_time(f.start), "end": rv.srt_time(f.end), "speaker": _who(c.speaker, names),
+    rows = [{"index": n, "start": rv.srt_time(f.start), "end": rv.srt_time(f.end),
+             "speaker": _who(c.speaker, names.get(c.index)),
              "source": c.source_text, "machine": m.text, "final": f.text,
              "flags": rv.qc_flags(f.text, f.start, f.end, cps, notes.get(c.index, []))}
             for n, (c, m, f) in enumerate(zip(final.cues, machine_cues, final_cues, strict=True), 1)]
     header = {"episode": ctx.name, "language": language, "markets": ",".join(markets), "version": record["version"],
               "source": record["source_version"]}
-    return {f"{name}.srt": rv.format_srt(final_cues), f"{name}.tsv": rv.format_tsv(header, rows),
+    return {f"{name}.srt": review_srt(final_cues), f"{name}.tsv": rv.format_tsv(header, rows),
             f"{name}.review.json": json.dumps(record, indent=1, ensure_ascii=False)}
 
 
 def source_files(ctx: EpisodeContext, rec: Recognition, machine: Transcript) -> dict[str, str]:
     """file name -> text of the transcript's review forms (Chinese text and times)."""
     final = rec.transcript.model
-    name, names = stem(ctx.name, final.language, source=True), _speaker_names(ctx)
+    name, names = stem(ctx.name, final.language, source=True), _characters(ctx, rec)
     from locpipe.stages.segment import rules_for
 
     cps = rules_for(final.language).max_chars_per_second
     machine_cues, final_cues = transcript_cues(machine), transcript_cues(final)
     record = _record(ctx, name, final.language, [], machine_cues, machine_cues)
-    rows = [{"index": n, "start": rv.srt_time(f.start), "end": rv.srt_time(f.end), "speaker": _who(c.speaker, names),
+    rows = [{"index": n, "start": rv.srt_time(f.start), "end": rv.srt_time(f.end),
+             "speaker": _who(c.speaker, names.get(c.index)),
              "source": c.source, "machine": m.text, "final": f.text,
              "flags": rv.qc_flags(f.text, f.start, f.end, cps, c.flags + ([f"confidence {c.confidence:.2f}"]
                                                                          if c.confidence < 0.6 else []))}
             for n, (c, m, f) in enumerate(zip(final.cues, machine_cues, final_cues, strict=True), 1)]
     header = {"episode": ctx.name, "language": final.language, "version": record["version"]}
-    return {f"{name}.srt": rv.format_srt(final_cues), f"{name}.tsv": rv.format_tsv(header, rows),
+    return {f"{name}.srt": review_srt(final_cues), f"{name}.tsv": rv.format_tsv(header, rows),
             f"{name}.review.json": json.dumps(record, indent=1, ensure_ascii=False)}
 
 

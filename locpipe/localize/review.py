@@ -129,12 +129,6 @@ def _stamp(h: str, m: str, s: str, ms: str) -> float:
 # --------------------------------------------------------------------------- SRT
 
 
-def format_srt(cues: list[MachineCue]) -> str:
-    """An SRT of the cues, numbered from 1, the text as it is (one line per cue)."""
-    blocks = [f"{n}\n{srt_time(c.start)} --> {srt_time(c.end)}\n{c.text}\n" for n, c in enumerate(cues, 1)]
-    return "\n".join(blocks)
-
-
 def parse_srt(text: str) -> tuple[list[EditedCue], list[Problem]]:
     """Cues of an SRT as editors write it, and every problem with the line it is on.
 

@@ -312,6 +312,9 @@ class ClipCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
 
+    def has(self, key: str) -> bool:
+        return self._path(key).exists()
+
     def load(self, key: str) -> tuple[np.ndarray, str] | None:
         path = self._path(key)
         if not path.exists():
@@ -341,13 +344,18 @@ def _voice_label(index: int, tts: TTSBackend, voice: str, speakers: dict[int, st
     return f"{style.describe()} {getattr(engine, 'version', '')}".strip()
 
 
+def _clip_key(clips: ClipCache, said: str, cue, tts: TTSBackend, voice: str, sr: int,
+              speakers: dict[int, str] | None, voices: dict[str, VoiceStyle] | None, backends: dict) -> str:
+    """The clip cache key of ``cue`` spoken as ``said`` in its cast voice at ``sr`` Hz."""
+    return clips.key(said, _voice_label(cue.index, tts, voice, speakers, voices, backends), sr, cue.start, cue.end)
+
+
 def _speak_cached(text: str, cue, tts: TTSBackend, voice: str, sr: int, speakers: dict[int, str] | None,
                   voices: dict[str, VoiceStyle] | None, backends: dict,
                   clips: ClipCache | None) -> tuple[np.ndarray, str, float]:
     """(trimmed clip, voice that spoke it, seconds spent in the TTS) for one cue: from the clip
     cache when the same text was spoken in the same voice for the same cue times."""
-    key = clips.key(text, _voice_label(cue.index, tts, voice, speakers, voices, backends), sr, cue.start,
-                    cue.end) if clips else ""
+    key = _clip_key(clips, text, cue, tts, voice, sr, speakers, voices, backends) if clips else ""
     found = clips.load(key) if clips else None
     if found is not None:
         clips.hits.append(cue.index)  # type: ignore[union-attr]
@@ -387,9 +395,9 @@ def _speak_ahead(cues, tts: TTSBackend, voice: str, sr: int, speakers: dict[int,
         todo = []
         for cue in cues:
             said = spoken_text(cue.text, lexicon or {}, language) if cue.text.strip() else ""
-            key = clips.key(said, _voice_label(cue.index, tts, voice, speakers, voices, backends), sr, cue.start,
-                            cue.end) if clips and said else ""
-            if said and not (clips and clips.load(key) is not None):
+            cached = bool(clips and said and clips.has(_clip_key(clips, said, cue, tts, voice, sr, speakers, voices,
+                                                                  backends)))
+            if said and not cached:
                 todo.append(((voices or {}).get((speakers or {}).get(cue.index) or ""), said))
         speak_ahead(todo, tts, voice, backends)
     except Exception as exc:  # noqa: BLE001 - speaking ahead only saves time; the loop speaks what is missing
