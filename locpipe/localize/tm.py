@@ -126,10 +126,25 @@ class TranslationMemory:
         self.stats = TMStats()
         self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
+        self._wal(timeout)
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute(SCHEMA)
         self._migrate()
+
+    def _wal(self, timeout: float) -> None:
+        """Switch the file to WAL; retried, because SQLite does not call the busy handler for it
+        while another process is creating the same file (seen: "database is locked")."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _migrate(self) -> None:
         """Add the columns a TM file made by an older locpipe lacks (its rows stay machine rows)."""
