@@ -31,6 +31,7 @@ from locpipe.backends.mt.llama_local import (
     parse_routes,
     relevant_bible,
     route_for,
+    running_others,
     scene_text,
 )
 from locpipe.backends.mt.openai_chat import parse_reply
@@ -130,14 +131,85 @@ def test_fast_decoder_answers_as_the_full_grammar_check_and_reuses_the_cached_pr
     system = {"role": "system", "content": "Translate each numbered Chinese line into English. " * 3 +
               'Answer JSON only: {"1": "..."}.'}
     asked = [system, {"role": "user", "content": "1. 你被开除了！\n2. 给我查！"}]
-    fast = decoder.complete(asked, answer_grammar([1, 2]), 64, float("inf"))
+    decoder.reset()  # the Llama's own call below evaluates from scratch, then the decoder does
     reference = llm.create_chat_completion(messages=asked, temperature=0.0, repeat_penalty=1.0, max_tokens=64,
                                            grammar=LlamaGrammar.from_string(answer_grammar([1, 2]), verbose=False))
+    decoder.reset()
+    fast = decoder.complete(asked, answer_grammar([1, 2]), 64, float("inf"))
     assert fast == reference["choices"][0]["message"]["content"], (fast, reference)
     assert set(parse_reply(fast, [1, 2])) == {1, 2}
     before = decoder.stats.cached_tokens
     decoder.complete([system, {"role": "user", "content": "1. 走吧。"}], answer_grammar([1]), 32, float("inf"))
     assert decoder.stats.cached_tokens - before >= 30  # the system prompt came from the KV cache
+
+
+@needs_model
+def test_concurrent_requests_are_decoded_side_by_side_sharing_the_prefix(local_llm):
+    """Three scenes asked from three threads: one worker decodes them in the same passes (the
+    point of the batch: one pass of 3 tokens costs far less than 3 passes), each answer valid and
+    its own, the system prompt evaluated once and copied to the other sequences."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    decoder = local_llm._decoder
+    decoder.reset()
+    system = {"role": "system", "content": "Translate each numbered Chinese line into English. " * 4 +
+              'Answer JSON only: {"1": "..."}.'}
+    lines = ["你被开除了！", "我们回家吧。", "这个签名不是我写的！"]
+    before = (decoder.stats.requests, decoder.stats.cached_tokens, decoder.stats.passes)
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda text: decoder.complete(
+            [system, {"role": "user", "content": f"1. {text}"}], answer_grammar([1]), 32, float("inf")), lines))
+    texts = [parse_reply(a, [1])[1].lower() for a in answers]
+    assert "fired" in texts[0] and "home" in texts[1] and "sign" in texts[2], texts
+    assert decoder.stats.requests - before[0] == 3
+    assert decoder.stats.cached_tokens - before[1] >= 2 * 40  # two of the three copied the system prompt
+    assert decoder.stats.max_parallel >= 2
+    generated = sum(r["generated"] for r in decoder.stats.per_request[-3:])
+    assert decoder.stats.passes - before[2] < generated  # some passes carried several sequences' tokens
+
+
+@needs_model
+def test_a_run_on_line_is_closed_at_the_line_cap(local_llm):
+    """A line of the answer is ended after ``line_cap`` tokens where the grammar allows (a 1.5B
+    model sometimes narrates a whole scene into one subtitle); the next line still follows."""
+    decoder = local_llm._decoder
+    asked = [{"role": "system", "content": "Answer with numbered lines."},
+             {"role": "user", "content": "1. Tell the whole story of Cinderella in great detail.\n2. Say hello."}]
+    capped = decoder.complete(asked, answer_grammar([1, 2], "lines"), 200, float("inf"), line_end="\n", line_cap=8)
+    first, second = capped.split("\n")[:2]
+    assert first.startswith("1. ") and second.startswith("2. "), capped
+    tokens = local_llm._loaded().tokenize(first.encode(), add_bos=False)
+    assert len(tokens) <= 8 + 4, (first, len(tokens))  # the frame "1. " and the cap's own tokens
+
+
+@needs_model
+def test_the_answer_frame_is_forced_not_generated(local_llm):
+    """The JSON around the lines ({"1": ", then ", "2": ") is forced in chunks (jump-forward):
+    the answer still parses to exactly the ids, and the frame's tokens were not generated."""
+    decoder = local_llm._decoder
+    before = decoder.stats.forced_tokens
+    messages = [{"role": "system", "content": "Translate each numbered Chinese line into English. Answer JSON only."},
+                {"role": "user", "content": "1. 走吧。\n2. 你被开除了！\n3. 我们回家吧。"}]
+    content = local_llm._generate(messages, [1, 2, 3])
+    got = parse_reply(content, [1, 2, 3])
+    assert "fired" in got[2].lower() and "home" in got[3].lower(), got
+    assert decoder.stats.forced_tokens - before >= 3 * 4, decoder.stats.per_request[-1]
+
+
+def test_a_request_takes_the_longest_cached_prefix_or_waits_for_one_being_evaluated():
+    from locpipe.backends.mt.llama_decode import _Request, _Slot, plan_admission
+
+    system = list(range(100))
+    slots = [_Slot(seq=0, tokens=system + [7, 8]), _Slot(seq=1, tokens=[5] * 10), _Slot(seq=2)]
+    assert plan_admission(system + [9, 9], slots, []) == (0, 0, 100)  # its own slot keeps the prefix
+    slots[0].busy = _Request(tokens=system + [7, 8, 1], grammar_text="", max_tokens=1, deadline=0, evaluated=103)
+    seq, src, keep = plan_admission(system + [9, 9], slots, [slots[0].busy])
+    assert (src, keep) == (0, 100) and seq in (1, 2)  # copied from the busy slot into a free one
+    # a request still evaluating a long shared prefix: wait for it instead of evaluating it twice
+    slots[0].busy.evaluated, slots[0].tokens = 20, system[:20]
+    assert plan_admission(system + [4], slots, [slots[0].busy]) is None
+    slots[1].busy = slots[2].busy = slots[0].busy
+    assert plan_admission([1, 2, 3], slots, []) is None  # no free slot
 
 
 # --------------------------------------------------------------------------- failures name their cause
@@ -280,6 +352,10 @@ def test_routes_and_threads():
     assert choose_threads(2, cores=2, load=0.1) == 2
     assert choose_threads(1, cores=2, load=0.0) == 1  # --jobs 2: one core each
     assert choose_threads(2, cores=2, load=3.5) == 1  # oversubscribed: one thread is ~10x faster here
+    # the load is what runs now besides this thread, not the minute's average of our own OCR
+    assert running_others("0.93 2.40 2.51 1/312 4242") == 0
+    assert running_others("5.10 4.00 3.00 4/400 4242") == 3
+    assert running_others("garbage") is None
 
 
 def test_benchmark_reference_set_has_the_promised_shape():
@@ -347,8 +423,8 @@ def test_a_later_chunk_sees_the_lines_before_it_with_their_translations():
     text = scene_text(request, [2])
     assert "Before:\n你姐？ => Your sister?\n对。 => Yes.\n\nLines:\n1. [S1] 走吧。" in text
     named = replace(request, context={**request.context, "speaker_names": {"S1": "Lin Xiao"}})
-    assert "1. [Lin Xiao] 走吧。" in scene_text(named, [2])
-    assert "1. [S2] 对。" in scene_text(named, [1])  # a label without a character stays
+    assert "Speakers: S1 = Lin Xiao\nLines:\n1. [S1] 走吧。" in scene_text(named, [2])
+    assert "Speakers" not in scene_text(named, [1])  # a label without a character stays a label
 
 
 def test_narrated_answers_are_unwrapped_to_the_spoken_words():

@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 import style_corpus as sc
-from conftest import SAMPLE_SCRIPT, cut_sample, ffmpeg, make_clip
+from conftest import SAMPLE, SAMPLE_SCRIPT, cut_sample, ffmpeg, make_clip
 
 from locpipe.artifacts import MediaInfo, OnScreenText, SourceSubtitles, SubtitleTrack
 from locpipe.config import DEFAULT_CONFIG_DIR, load_market
@@ -113,6 +113,60 @@ def test_glyph_comparison_survives_a_moving_background():
     other[12:28:5, 20:180] = True  # another line: horizontal strokes
     assert ss.same_glyphs(ref, frame(7, other), mask) < 0.4
     assert ss.same_glyphs(ref, frame(7, None), mask) < 0.4
+
+
+def test_read_ahead_keeps_order_raises_the_producers_error_and_stops_when_left():
+    import threading
+    import time
+
+    from locpipe.media.frames import read_ahead
+
+    assert list(read_ahead(iter(range(50)), 3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("corrupt frame")
+    got = []
+    with pytest.raises(ValueError, match="corrupt frame"):
+        for x in read_ahead(failing()):
+            got.append(x)
+    assert got == [1]
+
+    produced, closed = [], threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                produced.append(i)
+                yield i
+                i += 1
+        finally:
+            closed.set()
+    it = read_ahead(endless(), 2)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()  # the stage leaving early (a band never found in the buffered frames)
+    assert closed.wait(2.0)
+    n = len(produced)
+    time.sleep(0.2)
+    assert len(produced) == n <= 3 + 2 + 2  # stopped, never ran far ahead
+
+
+def test_ocr_sessions_do_not_spin_and_read_the_same(ocr_engine):
+    """The rebuilt ONNX sessions read exactly what RapidOCR's own sessions read."""
+    from rapidocr_onnxruntime import RapidOCR
+
+    frame = sc.frames_at(SAMPLE, [4.0])[0].astype(np.uint8)  # a line is on screen
+    img = np.ascontiguousarray(frame[frame.shape[0] * 7 // 10:frame.shape[0] * 9 // 10])
+    for holder in (ocr_engine.engine.text_det.infer, ocr_engine.engine.text_rec.session):
+        opts = holder.session.get_session_options()
+        assert opts.intra_op_num_threads == 2
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    plain = RapidOCR(det_limit_side_len=960, det_limit_type="max", intra_op_num_threads=2, inter_op_num_threads=1)
+    ours = [(ln.text, round(ln.score, 4)) for ln in ocr_engine.read(img)]
+    theirs, _ = plain(np.repeat(img[:, :, None], 3, axis=2), use_cls=False)
+    assert ours == [(str(t).strip(), round(float(sc_), 4)) for _, t, sc_ in theirs or []]
+    assert ours and ss.has_cjk(ours[0][0])
 
 
 def test_band_rect_is_in_source_pixels_padded_and_clipped():

@@ -147,14 +147,34 @@ def _translate_with(ctx: EpisodeContext, rec: Recognition, market: Market, backe
     approved = approved_lines(ctx, rec.transcript.model, c.language)
     if approved:
         parts["approved"] = approved
+    links = speaker_links(ctx, rec) if translate.names_speakers(backend) else {}
+    if translate.uses_speakers(backend):  # the prompt shows who speaks: labels and their characters
+        parts["speakers"] = {"labels": [cue.speaker for cue in rec.transcript.model.cues], "links": links}
 
     def make(_folder: Path) -> Translation:
         with TranslationMemory(tm_file(ctx.settings)) as tm:
             return translate.translate_episode(
                 rec.transcript.model, c.language, backend, audio_16k=rec.audio_16k, bible=bible, tm=tm,
-                adaptation=c.adaptation, context={"notes": c.translation.notes}, episode=ctx.name)
+                adaptation=c.adaptation, context={"notes": c.translation.notes}, episode=ctx.name,
+                speakers=links)
 
     return ctx.stage(market.code, "translate", parts, Translation, make, store)
+
+
+def speaker_links(ctx: EpisodeContext, rec: Recognition) -> dict[str, str]:
+    """Speaker label -> bible character for the translation prompt, as casting will link them
+    (voices.yaml, else the dialogue's evidence: ``localize.voices.episode_links``). The
+    speakers stage ran before (``core.recognition``); empty without labels or a bible, and a
+    broken voices.yaml only costs the prompt its names (casting reports it)."""
+    if ctx.bible is None or rec.speakers is None or not rec.speakers.available:
+        return {}
+    from locpipe.localize.voices import episode_links
+
+    try:
+        return episode_links(ctx.series_state, ctx.name, rec.transcript.model, ctx.bible, rec.speakers)
+    except Exception as exc:  # noqa: BLE001 - names only help the prompt: never fail the translation
+        log.warning("speaker names not given to the translation prompt (%s); it sees labels", describe(exc))
+        return {}
 
 
 def segment_market(ctx: EpisodeContext, rec: Recognition, market: Market, translation: Stored[Translation],

@@ -574,11 +574,26 @@ def episode_characters(state_dir: Path, episode: str, transcript, bible, labels=
     SpeakerLabels, adds the pitch clue casting also uses).
     """
     lines = chars.lines_of(transcript)
+    return chars.cue_characters({ln.index: ln.speaker for ln in lines},
+                                _episode_matches(state_dir, episode, lines, bible, labels))
+
+
+def episode_links(state_dir: Path, episode: str, transcript, bible, labels=None) -> dict[str, str]:
+    """Speaker label -> bible character for the episode's linked speakers (read-only; unlinked
+    labels are absent), decided as ``episode_characters`` decides it.
+
+    A link is one label in one episode (every cue of the label is that character), so the
+    translation prompt and its cache key take the label's character, not a per-cue list.
+    """
+    matches = _episode_matches(state_dir, episode, chars.lines_of(transcript), bible, labels)
+    return {label: m.character for label, m in sorted(matches.items()) if m.character}
+
+
+def _episode_matches(state_dir: Path, episode: str, lines: list[chars.Line], bible,
+                     labels) -> dict[str, chars.SpeakerMatch]:
     heard = {s.label: (s.gender, s.pitch_hz) for s in (labels.speakers if labels is not None else [])}
     speakers = [(s, *heard.get(s, ("unknown", None))) for s in sorted({ln.speaker for ln in lines})]
-    vm = load_voice_map(voices_path(state_dir))
-    matches = episode_mapping(vm, episode, lines, speakers, bible)
-    return chars.cue_characters({ln.index: ln.speaker for ln in lines}, matches)
+    return episode_mapping(load_voice_map(voices_path(state_dir)), episode, lines, speakers, bible)
 
 
 def speak(style: VoiceStyle, text: str, out_rate: int, backends: dict) -> np.ndarray:

@@ -13,14 +13,17 @@ a count mismatch is an error.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import unicodedata
+from collections.abc import Mapping
+from dataclasses import replace
 
 from locpipe.artifacts import Cue, QCCheck, Transcript, TranslatedCue, Translation
 from locpipe.backends.mt.base import TranslationBackend, TranslationRequest
 from locpipe.errors import StageError
 from locpipe.localize.adapt import AdaptationConfig, Adapter
-from locpipe.localize.bible import SeriesBible
+from locpipe.localize.bible import SeriesBible, for_language
 from locpipe.localize.sanitize import clean_for_language
 from locpipe.localize.terms import (
     Restored,
@@ -98,6 +101,83 @@ def _run_backend(backend: TranslationBackend, request: TranslationRequest) -> li
     return texts
 
 
+def uses_speakers(backend: TranslationBackend) -> bool:
+    """Whether the backend's prompt says who speaks each line (the ``llm``/``local-llm`` scene
+    prompts): only then do the speaker labels and their characters change its answer."""
+    return backend.term_mode == "context"
+
+
+#: backends whose prompt is not given the speakers' names unless ``LOCPIPE_SPEAKER_NAMES=on``:
+#: measured with the packaged 1.5B model (benchmarks/translate_speakers.py, README), names
+#: lowered chrF++ (64-line reference set 42.4 -> 40.9, sample 63.2 -> 61.0) by setting off
+#: shifted answers
+NAMES_HURT = frozenset({"local-llm"})
+
+
+def names_speakers(backend: TranslationBackend, setting: str | None = None) -> bool:
+    """Whether the pipeline gives ``backend`` the speakers' characters (``speaker_context``).
+
+    ``setting`` (default ``LOCPIPE_SPEAKER_NAMES``): "on", "off", or "auto" (every
+    speaker-aware backend but those in ``NAMES_HURT``).
+    """
+    value = (setting if setting is not None else os.environ.get("LOCPIPE_SPEAKER_NAMES", "auto")).strip().lower()
+    if value not in ("on", "off", "auto"):
+        raise StageError("translate", f"LOCPIPE_SPEAKER_NAMES={value!r}: use on, off or auto")
+    return uses_speakers(backend) and (value == "on" or (value == "auto" and backend.name not in NAMES_HURT))
+
+
+def speaker_context(links: Mapping[str, str], bible: SeriesBible | None, language: str, *,
+                    genders: bool = False) -> dict:
+    """Who speaks, for an LLM prompt: label -> the linked bible character's name in ``language``
+    ("speaker_names": the prompt says ``S1 = Lin Xiao``) and, when it differs, in English
+    ("speaker_names_pivot", for the zh -> en step of a pivot through English).
+
+    ``links``: label -> bible character key (``localize.voices.episode_links``). A label that
+    is not linked, or whose character the bible no longer has or cannot name in the language
+    (nor in English), is absent: the prompt keeps the label. ``genders`` adds the bible's
+    gender of each named speaker ("speaker_genders": label -> "female"/"male"), for pronouns.
+    """
+    if bible is None:
+        return {}
+    names: dict[str, str] = {}
+    pivot: dict[str, str] = {}
+    gender: dict[str, str] = {}
+    for label, key in sorted(links.items()):
+        char = bible.characters.get(key)
+        if char is None:  # a voices.yaml mapping to a character the bible no longer has
+            continue
+        english = for_language(char.render, "en")
+        here = for_language(char.render, language) or english
+        if here:
+            names[label] = here
+            if genders and char.gender in ("female", "male"):
+                gender[label] = char.gender
+        if english:
+            pivot[label] = english
+    out: dict = {"speaker_names": names} if names else {}
+    if pivot and pivot != names:
+        out["speaker_names_pivot"] = pivot
+    if gender:
+        out["speaker_genders"] = gender
+    return out
+
+
+def speaker_prefix(who: Mapping[str, Mapping[str, str]]) -> re.Pattern[str] | None:
+    """A line opening with one of the prompt's speaker names and a colon ("Lin Xiao: ..."), or
+    None without names: the 1.5B model shown ``[Lin Xiao] text`` lines answered so on all 13 of
+    the sample's, and a subtitle is only the spoken words."""
+    names = {name for key in ("speaker_names", "speaker_names_pivot") for name in who.get(key, {}).values()}
+    if not names:
+        return None
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"^\s*[\[(]?(?:{alternatives})[\])]?\s*[:：]\s*")
+
+
+def strip_speaker_prefix(text: str, prefix: re.Pattern[str] | None) -> str:
+    """``"Lin Xiao: Yes, I signed it."`` -> ``"Yes, I signed it."`` (a vocative "Lin Xiao, ..." stays)."""
+    return (prefix.sub("", text, count=1) or text) if prefix is not None else text
+
+
 def _placeholder_problems(cue: Cue, restored: Restored) -> list[dict]:
     out = [{"cue": cue.index, "term": e.key, "problem": "placeholder_duplicated", "expected": e.target}
            for e in restored.duplicated]
@@ -108,7 +188,8 @@ def _placeholder_problems(cue: Cue, restored: Restored) -> list[dict]:
 def translate_episode(transcript: Transcript, market_language: str, backend: TranslationBackend, *,
                       audio_16k=None, bible: SeriesBible | None = None, tm: TranslationMemory | None = None,
                       adaptation: Adapter | AdaptationConfig | None = None,
-                      context: dict | None = None, episode: str = "") -> Translation:
+                      context: dict | None = None, episode: str = "",
+                      speakers: Mapping[str, str] | None = None, speaker_genders: bool = False) -> Translation:
     """Translate one episode for one market language with the series bible, TM and market rules.
 
     Order: TM lookup -> term protection (text backends) -> backend -> restore -> post-edit
@@ -117,6 +198,9 @@ def translate_episode(transcript: Transcript, market_language: str, backend: Tra
     holds text before adaptation, so two markets in one language with different currency
     rules share it. Lines a reviewer approved in another episode (``episode`` is this one's
     name) come from the TM first and are final: no backend, name post-edit or adaptation.
+    ``speakers`` (label -> bible character) lets an LLM prompt name who speaks each line
+    (``speaker_context``); its TM entries then carry the line's character, so a corrected
+    link translates the line again.
     """
     language = market_language
     cues = transcript.cues
@@ -127,8 +211,17 @@ def translate_episode(transcript: Transcript, market_language: str, backend: Tra
         ctx.setdefault("bible", bible.summary(language))
         ctx.setdefault("bible_pivot", bible.summary("en"))  # for backends that go through English
     ctx.setdefault("scene", lines)
+    who = speaker_context(speakers or {}, bible, language, genders=speaker_genders) if uses_speakers(backend) else {}
+    ctx.update(who)
+    named = {label: (speakers or {})[label] for label in who.get("speaker_names", {})}
+    spoken_by = speaker_prefix(who)
+    if who:
+        log.info("translate %s: the prompt names the speakers %s", language,
+                 ", ".join(f"{label}={name}" for label, name in who["speaker_names"].items()))
 
     keys = keys_for_lines(lines, transcript.language, language, backend.name, bible.version if bible else "")
+    keys = [replace(k, backend=f"{k.backend} speaker={named[c.speaker]}") if c.speaker in named else k
+            for k, c in zip(keys, cues, strict=True)]
     approved = tm.lookup_approved(keys, exclude_episode=episode) if tm is not None else {}
     known = tm.lookup_many([k for k in keys if k not in approved]) if tm is not None else {}
     texts: list[str | None] = [approved[k][0] if k in approved else known.get(k) for k in keys]
@@ -163,7 +256,7 @@ def translate_episode(transcript: Transcript, market_language: str, backend: Tra
             out = _run_backend(backend, _request(transcript, language, [cues[i] for i in todo], audio_16k, ctx))
             raw = dict(zip(todo, out, strict=True))
         for i in todo:
-            texts[i] = clean_text(raw[i])
+            texts[i] = strip_speaker_prefix(clean_text(raw[i]), spoken_by)
     # memory hits too: a bible or post-editor improved since a line was stored applies to it
     # (the post-edit is idempotent, so a line already right is left alone)
     for i, text in enumerate(texts):

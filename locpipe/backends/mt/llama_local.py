@@ -21,8 +21,9 @@ What the local transport adds:
   forward pass);
   either way ``_complete`` returns the compact JSON the shared parser validates;
 * decoding by ``llama_decode.GreedyDecoder``: the grammar is checked on the best token first
-  instead of on all 151,936 (a third of the time went there), and the prompt reuses the KV
-  cache of the previous request;
+  instead of on all 151,936 (a third of the time went there), the episode's scenes are decoded
+  side by side as sequences of one context (``scene_workers``), a request reuses the KV cache of
+  the longest prefix any sequence holds, and the answer's JSON frame is forced, not generated;
 * a prompt laid out for that cache: the system prompt ends with the bible entries the *episode*
   uses and the market's notes (the same for every request of the episode), the user message is
   only the scene: neighbours (with their translations once known) and the numbered lines;
@@ -60,14 +61,14 @@ from typing import Any
 
 from locpipe.artifacts import Cue
 from locpipe.backends.mt.base import TranslationFailed, TranslationRequest, register
-from locpipe.backends.mt.llama_decode import DecodeTimeout, GreedyDecoder
-from locpipe.backends.mt.openai_chat import LANGUAGE_NAMES, NEIGHBOURS, ChatSettings, OpenAIChatBackend
+from locpipe.backends.mt.llama_decode import PARALLEL, DecodeTimeout, GreedyDecoder
+from locpipe.backends.mt.openai_chat import LANGUAGE_NAMES, NEIGHBOURS, ChatSettings, OpenAIChatBackend, speakers_line
 from locpipe.backends.registry import MODEL_LOADED
 from locpipe.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 
-PROMPT_VERSION = "local-scene-v2"
+PROMPT_VERSION = "local-scene-v3"
 #: per target language: "direct" (zh -> X), "via-en" (zh -> en -> X, both by the model) or
 #: "via-en+apertium" (zh -> en by the model, en -> X by apertium). Measured with
 #: benchmarks/translate.py (README, "Translation quality": es 32.7 via-en+apertium vs 31.1 direct
@@ -75,9 +76,15 @@ PROMPT_VERSION = "local-scene-v2"
 #: where a 1.5B model is strongest.
 ROUTES = {"en": "direct", "zh": "direct", "es": "via-en+apertium", "pt": "via-en"}
 ROUTE_CHOICES = ("direct", "via-en", "via-en+apertium")
-CONTEXT_TOKENS = 4096
+#: KV cells shared by the requests decoded side by side (``PARALLEL``): ~230 MB at 8192
+CONTEXT_TOKENS = 8192
 #: generation budget: tokens per line of answer, plus the frame (a cap against a runaway answer)
 TOKENS_PER_LINE = 48
+#: a line of the answer is closed after this many tokens (~150 characters: longer than any cue
+#: may show; a 1.5B model sometimes narrates a whole scene into one line)
+LINE_TOKENS = 40
+#: where a line of each layout's answer ends (what the decoder's line cap looks for)
+LINE_ENDS = {"json": '"', "lines": "\n"}
 #: lines per request: a scene longer than this is split. 20: the episode's constant prefix is
 #: cached, so a request costs its own lines; longer answers drifted (a shift) on the sample
 LOCAL_SCENE_LINES = 20
@@ -113,6 +120,8 @@ class LocalSettings:
     #: both 5/5 terms; but on a revenge scene of the reference set it ran on to the token cap, which
     #: JSON's closing quote did not): JSON stays the default
     layout: str = "json"
+    #: requests decoded side by side (``LOCPIPE_LOCAL_LLM_PARALLEL``; see ``llama_decode``)
+    parallel: int = PARALLEL
 
     @classmethod
     def from_env(cls) -> LocalSettings:
@@ -121,7 +130,8 @@ class LocalSettings:
                    seconds_per_line=float(os.environ.get("LOCPIPE_LOCAL_LLM_TIMEOUT", "120")),
                    load_timeout=float(os.environ.get("LOCPIPE_LOCAL_LLM_LOAD_TIMEOUT", "60")),
                    routes=parse_routes(os.environ.get("LOCPIPE_LOCAL_LLM_ROUTES", "")),
-                   layout=parse_layout(os.environ.get("LOCPIPE_LOCAL_LLM_LAYOUT", "json")))
+                   layout=parse_layout(os.environ.get("LOCPIPE_LOCAL_LLM_LAYOUT", "json")),
+                   parallel=max(1, int(os.environ.get("LOCPIPE_LOCAL_LLM_PARALLEL", str(PARALLEL)))))
 
 
 def parse_layout(value: str) -> str:
@@ -176,6 +186,34 @@ def choose_threads(requested: int | None, cores: int, load: float) -> int:
     return 1 if load >= cores else min(share, max(1, cores - int(load)))
 
 
+def running_others(loadavg_text: str) -> int | None:
+    """Runnable threads besides the reader, from /proc/loadavg's ``running/total`` field."""
+    try:
+        return max(0, int(loadavg_text.split()[3].split("/")[0]) - 1)
+    except (IndexError, ValueError):
+        return None
+
+
+def busy_elsewhere(samples: int = 5, interval: float = 0.05) -> float:
+    """How many other threads want a core now: the median of a few reads of /proc/loadavg.
+
+    Not the 1-minute load average: in a pipeline run it still counts this process's own OCR
+    and ASR of the minute before, and the model loaded on one thread on an idle machine.
+    """
+    seen = []
+    for i in range(samples):
+        try:
+            value = running_others(Path("/proc/loadavg").read_text())
+        except OSError:
+            value = None
+        if value is None:
+            return os.getloadavg()[0]
+        seen.append(value)
+        if i + 1 < samples:
+            time.sleep(interval)
+    return float(sorted(seen)[len(seen) // 2])
+
+
 #: characters no subtitle line may hold (GBNF class body): control characters, and arrows, symbols,
 #: dingbats and emoji (the 1.5B model ended a sample line with a rocket emoji)
 NO_TEXT = "\\x00-\\x1f\\u2190-\\u2bff\\ufe0f\\U0001f000-\\U0001ffff"
@@ -196,6 +234,14 @@ def answer_grammar(ids: list[int], layout: str = "json") -> str:
     return ('root ::= "{\\n" ' + entries + ' "\\n}"\n'
             'text ::= "\\"" char+ "\\""\n'
             f'char ::= [^"\\\\{NO_TEXT}] | "\\\\" ["\\\\/bfnrt]\n')
+
+
+def answer_frames(ids: list[int], layout: str = "json") -> list[str]:
+    """The fixed text of an ``answer_grammar`` answer: before the first line, then after each
+    line's end (``LINE_ENDS``); the decoder forces it instead of generating it token by token."""
+    if layout == "lines":
+        return [f"{ids[0]}. "] + [f"{i}. " for i in ids[1:]] + [""]
+    return ["{\n" + f'  "{ids[0]}": "'] + [",\n" + f'  "{i}": "' for i in ids[1:]] + ["\n}"]
 
 
 def relevant_bible(summary: dict, texts: list[str]) -> list[str]:
@@ -247,26 +293,27 @@ def scene_text(request: TranslationRequest, positions: list[int]) -> str:
     ctx = request.context or {}
     cues = request.cues
     scene_lines: list[str] = list(ctx.get("scene") or [])
-    before = [c.text for c in cues[max(0, positions[0] - NEIGHBOURS):positions[0]]]
-    # lines after the scene's end are another scene: shown as context, the 1.5B model translated
-    # them in place of its own lines (a forward shift, seen on a 40-line episode)
+    # lines outside the scene are another scene: shown as context, the 1.5B model translated
+    # them in place of its own lines (a shift: forward from "After", seen on a 40-line episode;
+    # backward from "Before", which then cost a line-by-line retry of the whole scene)
+    start = max(int(ctx.get("scene_start", 0)), positions[0] - NEIGHBOURS)
+    before = [c.text for c in cues[start:positions[0]]]
     end = min(positions[-1] + 1 + NEIGHBOURS, int(ctx.get("scene_end", len(cues) - 1)) + 1)
     after = [c.text for c in cues[positions[-1] + 1:end]]
     first, last = cues[positions[0]], cues[positions[-1]]
-    if scene_lines and not before and 0 < first.index <= len(scene_lines):
+    if scene_lines and not before and "scene_start" not in ctx and 0 < first.index <= len(scene_lines):
         before = scene_lines[max(0, first.index - NEIGHBOURS):first.index]
     if scene_lines and not after and "scene_end" not in ctx and last.index + 1 < len(scene_lines):
         after = scene_lines[last.index + 1:last.index + 1 + NEIGHBOURS]
     done: dict[int, str] = ctx.get("done") or {}
-    start = max(0, positions[0] - NEIGHBOURS)
     if any(p in done for p in range(start, positions[0])):  # already translated: shown as such
         before = [f"{cues[p].text} => {done[p]}" if p in done else cues[p].text for p in range(start, positions[0])]
-    names: dict[str, str] = ctx.get("speaker_names") or {}
-    lines = [_numbered(n, cues[p], names) for n, p in enumerate(positions, 1)]
+    lines = [_numbered(n, cues[p], {}) for n, p in enumerate(positions, 1)]
+    who = speakers_line(request, [cues[p] for p in positions])  # characters (English ones for a pivot's first step)
     parts: list[str] = []
     if before:
         parts.append("Before:\n" + "\n".join(before))
-    parts.append("Lines:\n" + "\n".join(lines))
+    parts.append((f"{who}\n" if who else "") + "Lines:\n" + "\n".join(lines))
     if after:
         parts.append("After:\n" + "\n".join(after))
     return "\n\n".join(parts)
@@ -325,7 +372,6 @@ class LocalLLMBackend(OpenAIChatBackend):
 
     def __init__(self, local: LocalSettings | None = None):
         self.local = local or LocalSettings.from_env()
-        self._recent: list[str] = []
         super().__init__(ChatSettings(url="in-process", model="qwen2.5-coder-1.5b-instruct-q4_k_m",
                                       timeout=self.local.request_floor, repairs=self.local.repairs,
                                       json_mode=False))
@@ -335,6 +381,11 @@ class LocalLLMBackend(OpenAIChatBackend):
         self._memo: dict[str, str] = {}
         self._requested_threads: int | None = self.local.threads
         self._decoder: Any = None
+
+    @property
+    def scene_workers(self) -> int:  # type: ignore[override]
+        """Scenes asked at once: the decoder answers them side by side."""
+        return self.local.parallel
 
     @property
     def decode_stats(self) -> dict:
@@ -367,7 +418,6 @@ class LocalLLMBackend(OpenAIChatBackend):
         self._loaded()
 
     def translate(self, request: TranslationRequest) -> list[str]:
-        self._recent = []  # the previous scene's last translations (a shift across scenes)
         route = self.route(request.target_lang)
         if route == "direct" or request.source_lang.split("-")[0] == "en":
             return super().translate(request)
@@ -424,20 +474,33 @@ class LocalLLMBackend(OpenAIChatBackend):
         out: list[str] = []
         done: dict[int, str] = {}
         for chunk in balanced_chunks(positions, LOCAL_SCENE_LINES):
-            extra = {"scene_end": positions[-1], **({"done": dict(done)} if done else {})}
+            extra = {"scene_start": positions[0], "scene_end": positions[-1], **({"done": dict(done)} if done else {})}
             asked = replace(request, context={**(request.context or {}), **extra})
             got = super()._scene(asked, chunk)
             if got is None:
                 return None
             got = [unwrap_narration(strip_speaker_label(t)) for t in got]
-            before = [done[p] for p in sorted(done)][-NEIGHBOURS:] if done else self._recent[-NEIGHBOURS:]
-            if repeats_previous(got, before):
-                log.warning("local-llm: answer for %d line(s) repeats the lines before it; asking line by line",
-                            len(chunk))
-                got = [unwrap_narration(strip_speaker_label(self._single(asked, p))) for p in chunk]
+            if done and repeats_previous(got, [done[p] for p in sorted(done)][-NEIGHBOURS:]):
+                got = self._line_by_line(asked, chunk)
             done.update(zip(chunk, got, strict=True))
             out += got
-        self._recent = out[-NEIGHBOURS:]
+        return out
+
+    def _line_by_line(self, request: TranslationRequest, positions: list[int]) -> list[str]:
+        log.warning("local-llm: answer for %d line(s) repeats the lines before it; asking line by line",
+                    len(positions))
+        return self._map(lambda p: unwrap_narration(strip_speaker_label(self._single(request, p))), positions)
+
+    def _after_scenes(self, request: TranslationRequest, scenes: list[list[int]],
+                      results: list[list[str]]) -> list[list[str]]:
+        """Scenes are answered side by side, so the shift across a scene boundary (a scene's answer
+        repeating the previous scene's last translations) is checked once all are in, in order."""
+        out = list(results)
+        for k in range(1, len(out)):
+            if repeats_previous(out[k][:LOCAL_SCENE_LINES], out[k - 1][-NEIGHBOURS:]):
+                asked = replace(request, context={**(request.context or {}), "scene_start": scenes[k][0],
+                                                  "scene_end": scenes[k][-1]})
+                out[k] = self._line_by_line(asked, scenes[k])
         return out
 
     # ------------------------------------------------------------------ llama.cpp
@@ -476,7 +539,7 @@ class LocalLLMBackend(OpenAIChatBackend):
             raise BackendUnavailable(f"llama.cpp runtime in {runtime} does not load: {exc}") from None
         cores = os.cpu_count() or 1
         # LOCPIPE_LOCAL_LLM_THREADS is taken as given; otherwise the worker's share, fitted to the load
-        threads = self.local.threads or choose_threads(self._requested_threads, cores, os.getloadavg()[0])
+        threads = self.local.threads or choose_threads(self._requested_threads, cores, busy_elsewhere())
         result: dict[str, Any] = {}
 
         def load() -> None:
@@ -495,7 +558,7 @@ class LocalLLMBackend(OpenAIChatBackend):
         if "error" in result:
             raise BackendUnavailable(f"local model {model} does not load: {result['error']}")
         log.info(MODEL_LOADED, f"local-llm {model.name} ({threads} thread(s))", time.perf_counter() - started)
-        self._decoder = GreedyDecoder(result["llm"])
+        self._decoder = GreedyDecoder(result["llm"], parallel=self.scene_workers)
         return result["llm"]
 
     def _generate(self, messages: list[dict], ids: list[int], layout: str = "json") -> str:
@@ -505,15 +568,15 @@ class LocalLLMBackend(OpenAIChatBackend):
         except BackendUnavailable as exc:
             raise TranslationFailed(str(exc)) from None
         budget = self.local.request_floor + self.local.seconds_per_line * len(ids)
-        with self._lock:
-            try:
-                return self._decoder.complete(messages, answer_grammar(ids, layout), 16 + TOKENS_PER_LINE * len(ids),
-                                              time.monotonic() + budget)
-            except DecodeTimeout:
-                raise TranslationFailed(f"local model gave no answer within {budget:.0f} s "
-                                        f"for {len(ids)} line(s) (LOCPIPE_LOCAL_LLM_TIMEOUT)") from None
-            except ValueError as exc:  # prompt longer than the context
-                raise TranslationFailed(f"local model: {exc}") from None
+        try:  # the decoder answers concurrent requests side by side
+            return self._decoder.complete(messages, answer_grammar(ids, layout), 16 + TOKENS_PER_LINE * len(ids),
+                                          time.monotonic() + budget, line_end=LINE_ENDS[layout], line_cap=LINE_TOKENS,
+                                          frames=answer_frames(ids, layout))
+        except DecodeTimeout:
+            raise TranslationFailed(f"local model gave no answer within {budget:.0f} s "
+                                    f"for {len(ids)} line(s) (LOCPIPE_LOCAL_LLM_TIMEOUT)") from None
+        except ValueError as exc:  # prompt longer than the context
+            raise TranslationFailed(f"local model: {exc}") from None
 
 
 def layout_of(messages: list[dict]) -> str:

@@ -1,6 +1,6 @@
 """Chinese text-line OCR: RapidOCR's PP-OCRv4 ONNX models, shipped inside the wheel.
 
-The engine behind the ``source_subs`` stage. Loading takes ~0.3 s, so a worker makes one
+The engine behind the ``source_subs`` stage. Loading takes ~0.5 s, so a worker makes one
 (``locpipe.core.resources.Resources.ocr``) and hands it to every episode.
 """
 
@@ -43,6 +43,26 @@ class Line:
 
 
 
+def quiet_session(session, threads: int):
+    """The same ONNX model in a session whose worker threads sleep instead of spinning.
+
+    ONNX Runtime's intra-op threads busy-wait between operators by default: on the shared
+    cores (speech recognition runs beside OCR, farm nodes run several episodes) that doubled
+    the CPU seconds of a call and made it slower too (measured: 4.7 -> 2.6 CPU-s and 2.4 ->
+    1.5 s wall for 16 calls; the memory arena is back on as well, RapidOCR turns it off).
+    RapidOCR exposes neither option, so its session is rebuilt from the same model file.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = max(1, threads)
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(session._model_path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
 @OCR.register("rapidocr")
 class SubtitleOCR:
     """RapidOCR (PP-OCRv4 ONNX models shipped in the wheel), on work-scale luma images.
@@ -61,6 +81,8 @@ class SubtitleOCR:
         started = time.perf_counter()
         self.engine = RapidOCR(det_limit_side_len=960, det_limit_type="max", intra_op_num_threads=threads,
                                inter_op_num_threads=1)
+        for holder in (self.engine.text_det.infer, self.engine.text_rec.session):
+            holder.session = quiet_session(holder.session, threads)
         self.calls = 0
         log.info(MODEL_LOADED, f"{MODEL} ({BACKEND}, {threads} threads)", time.perf_counter() - started)
 
