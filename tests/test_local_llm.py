@@ -183,11 +183,12 @@ def test_a_run_on_line_is_closed_at_the_line_cap(local_llm):
 
 
 @needs_model
-def test_the_answer_frame_is_forced_not_generated(local_llm):
+def test_the_answer_frame_is_forced_not_generated(local_llm, monkeypatch):
     """The JSON around the lines ({"1": ", then ", "2": ") is forced in chunks (jump-forward):
     the answer still parses to exactly the ids, and the frame's tokens were not generated."""
     decoder = local_llm._decoder
     before = decoder.stats.forced_tokens
+    monkeypatch.setattr(local_llm, "local", replace(local_llm.local, force_frames=True))
     messages = [{"role": "system", "content": "Translate each numbered Chinese line into English. Answer JSON only."},
                 {"role": "user", "content": "1. 走吧。\n2. 你被开除了！\n3. 我们回家吧。"}]
     content = local_llm._generate(messages, [1, 2, 3])
