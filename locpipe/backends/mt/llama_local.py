@@ -314,7 +314,7 @@ def scene_text(request: TranslationRequest, positions: list[int]) -> str:
     done: dict[int, str] = ctx.get("done") or {}
     if any(p in done for p in range(start, positions[0])):  # already translated: shown as such
         before = [f"{cues[p].text} => {done[p]}" if p in done else cues[p].text for p in range(start, positions[0])]
-    lines = [_numbered(n, cues[p], {}) for n, p in enumerate(positions, 1)]
+    lines = [_numbered(n, cues[p]) for n, p in enumerate(positions, 1)]
     who = speakers_line(request, [cues[p] for p in positions])  # characters (English ones for a pivot's first step)
     parts: list[str] = []
     if before:
@@ -363,11 +363,9 @@ def repeats_previous(got: list[str], previous: list[str]) -> bool:
     return any(_normal(t) in seen for t in got)
 
 
-def _numbered(n: int, cue: Cue, names: dict[str, str]) -> str:
-    """``3. [S1] text``; with a speaker -> character mapping in the context (``speaker_names``,
-    e.g. {"S1": "Lin Xiao"}) the character's name stands for the label: who speaks to whom."""
-    who = names.get(cue.speaker, cue.speaker) if cue.speaker else ""
-    return f"{n}. [{who}] {cue.text}" if who else f"{n}. {cue.text}"
+def _numbered(n: int, cue: Cue) -> str:
+    """``3. [S1] text`` (the labels stay: the characters' names go in ``speakers_line``)."""
+    return f"{n}. [{cue.speaker}] {cue.text}" if cue.speaker else f"{n}. {cue.text}"
 
 
 @register("local-llm")
@@ -496,18 +494,6 @@ class LocalLLMBackend(OpenAIChatBackend):
         log.warning("local-llm: answer for %d line(s) repeats the lines before it; asking line by line",
                     len(positions))
         return self._map(lambda p: unwrap_narration(strip_speaker_label(self._single(request, p))), positions)
-
-    def _after_scenes(self, request: TranslationRequest, scenes: list[list[int]],
-                      results: list[list[str]]) -> list[list[str]]:
-        """Scenes are answered side by side, so the shift across a scene boundary (a scene's answer
-        repeating the previous scene's last translations) is checked once all are in, in order."""
-        out = list(results)
-        for k in range(1, len(out)):
-            if repeats_previous(out[k][:LOCAL_SCENE_LINES], out[k - 1][-NEIGHBOURS:]):
-                asked = replace(request, context={**(request.context or {}), "scene_start": scenes[k][0],
-                                                  "scene_end": scenes[k][-1]})
-                out[k] = self._line_by_line(asked, scenes[k])
-        return out
 
     # ------------------------------------------------------------------ llama.cpp
 

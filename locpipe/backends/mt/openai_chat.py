@@ -272,7 +272,7 @@ class OpenAIChatBackend(TranslationBackend):
             if not c.text.strip():
                 out[i] = ""
         scenes = [[todo[k] for k in scene] for scene in split_scenes([request.cues[i] for i in todo])]
-        results = self._after_scenes(request, scenes, self._map(lambda s: self._scene_or_lines(request, s), scenes))
+        results = self._map(lambda s: self._scene_or_lines(request, s), scenes)
         for positions, texts in zip(scenes, results, strict=True):
             for p, t in zip(positions, texts, strict=True):
                 out[p] = t
@@ -295,11 +295,6 @@ class OpenAIChatBackend(TranslationBackend):
             log.warning("llm: scene of %d line(s) failed validation; translating line by line", len(positions))
             texts = self._map(lambda p: self._single(request, p), positions)
         return texts
-
-    def _after_scenes(self, request: TranslationRequest, scenes: list[list[int]],
-                      results: list[list[str]]) -> list[list[str]]:
-        """A hook over every scene's answer once all are in (the local model checks shifts across scenes)."""
-        return results
 
     can_shorten = True
 

@@ -44,23 +44,12 @@ class Line:
 
 
 def quiet_session(session, threads: int):
-    """The same ONNX model in a session whose worker threads sleep instead of spinning.
+    """The same ONNX model in a session whose worker threads sleep instead of spinning
+    (``backends.onnx``; the memory arena is back on as well, RapidOCR turns it off).
+    RapidOCR exposes neither option, so its session is rebuilt from the same model file."""
+    from locpipe.backends.onnx import cpu_session
 
-    ONNX Runtime's intra-op threads busy-wait between operators by default: on the shared
-    cores (speech recognition runs beside OCR, farm nodes run several episodes) that doubled
-    the CPU seconds of a call and made it slower too (measured: 4.7 -> 2.6 CPU-s and 2.4 ->
-    1.5 s wall for 16 calls; the memory arena is back on as well, RapidOCR turns it off).
-    RapidOCR exposes neither option, so its session is rebuilt from the same model file.
-    """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = max(1, threads)
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(session._model_path, sess_options=opts, providers=["CPUExecutionProvider"])
+    return cpu_session(session._model_path, threads=threads)
 
 
 @OCR.register("rapidocr")

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from locpipe.assets import cache_dir
+from locpipe.backends.onnx import cpu_session
 from locpipe.backends.registry import MODEL_LOADED
 from locpipe.backends.tts import espeak_lib, kokoro_voices
 from locpipe.backends.tts.base import QUALITY_LABELS, TTSBackend, UnspeakableText, VoiceInfo, register
@@ -260,21 +261,13 @@ class KokoroTTS(TTSBackend):
             if self._session is not None:
                 return
             try:
-                import onnxruntime as ort
+                import onnxruntime  # noqa: F401 - a missing runtime is named before anything loads
             except ImportError:
                 raise BackendUnavailable(f"TTS backend 'kokoro' needs onnxruntime: {INSTALL_HINT}") from None
             data = _package_data()
             started = time.perf_counter()
-            opts = ort.SessionOptions()
             # one thread per run, ``parallel_lines`` runs at once (see configure_threads)
-            opts.intra_op_num_threads = 1
-            opts.inter_op_num_threads = 1
-            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # idle ORT threads spin by default: measured here ~20% more CPU per second of speech
-            # (1.57 vs 1.28 CPU s), taken from the other workers of a shared box
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            session = ort.InferenceSession(str(model_path()), sess_options=opts, providers=["CPUExecutionProvider"])
+            session = cpu_session(model_path(), threads=1, sequential=True)
             self._vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
             with np.load(data / "voices_ja.npz") as npz:
                 self._packs = {k: npz[k].astype(np.float32) for k in npz.files}
