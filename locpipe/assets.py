@@ -228,6 +228,7 @@ def prepare_all() -> dict[str, str]:
     return {
         "whisper-base": str(whisper_base_dir()),
         "local-llm": local_llm_prepared(),
+        "local-llm-rules": local_llm_rules_warmed(),
         "piper-voice": str(piper_voice("en_US-joe-medium").onnx),
         "fonts": str(fonts_dir()),
         "kokoro-voices": kokoro_voice_packs(),
@@ -244,6 +245,27 @@ def local_llm_prepared() -> str:
     except BackendUnavailable as exc:
         logging.getLogger(__name__).warning("local translation model not prepared: %s", exc)
         return f"not installed: {exc}"
+
+
+def local_llm_rules_warmed() -> str:
+    """The local translator's zh -> en rules evaluated once into its prefix cache (the first
+    episode then starts ~8 s sooner), or why not: never fails set-up."""
+    import logging
+
+    try:
+        from locpipe.backends.mt.llama_local import LocalLLMBackend
+        from locpipe.backends.mt.prefix_cache import prefix_cache_for
+
+        backend = LocalLLMBackend()
+        backend.check_available()
+        cache = prefix_cache_for(local_llm_model(), "")
+        if cache is None:
+            return "off (LOCPIPE_LOCAL_LLM_PREFIX_CACHE)"
+        backend.warm("zh", "en")
+        return str(cache.folder)
+    except Exception as exc:  # noqa: BLE001 - set-up goes on; translation evaluates the rules itself
+        logging.getLogger(__name__).warning("local translation rules not cached: %s", exc)
+        return f"not cached: {exc}"
 
 
 def kokoro_voice_packs() -> str:

@@ -22,6 +22,7 @@ from locpipe.backends.mt.llama_local import (
     LocalSettings,
     answer_grammar,
     choose_threads,
+    collapsed,
     english_bible,
     episode_context,
     has_avx2,
@@ -29,6 +30,7 @@ from locpipe.backends.mt.llama_local import (
     lines_to_json,
     parse_layout,
     parse_routes,
+    pick_shortening,
     relevant_bible,
     route_for,
     running_others,
@@ -66,10 +68,12 @@ def _cues(*lines: tuple[str, str]) -> list[Cue]:
 
 @pytest.fixture(scope="session")
 def local_llm(tmp_path_factory):
-    """One real model for the session; its answers memoized in a file of this session only."""
-    memo = tmp_path_factory.mktemp("llm") / "memo.sqlite"
+    """One real model for the session; its answers memoized, its prompt prefixes kept, in files of
+    this session only."""
+    folder = tmp_path_factory.mktemp("llm")
     mp = pytest.MonkeyPatch()
-    mp.setenv("LOCPIPE_LOCAL_LLM_MEMO", str(memo))
+    mp.setenv("LOCPIPE_LOCAL_LLM_MEMO", str(folder / "memo.sqlite"))
+    mp.setenv("LOCPIPE_LOCAL_LLM_PREFIX_CACHE", str(folder / "kv"))
     backend = LocalLLMBackend()
     backend.configure_threads(2)
     backend.check_available()
@@ -183,18 +187,127 @@ def test_a_run_on_line_is_closed_at_the_line_cap(local_llm):
 
 
 @needs_model
-def test_the_answer_frame_is_forced_not_generated(local_llm, monkeypatch):
-    """The JSON around the lines ({"1": ", then ", "2": ") is forced in chunks (jump-forward):
-    the answer still parses to exactly the ids, and the frame's tokens were not generated."""
+def test_the_drafted_answer_frame_gives_the_same_answer_in_fewer_passes(local_llm, monkeypatch):
+    """The JSON around the lines ({"1": ", then ", "2": ") is drafted and verified like speculative
+    decoding: the answer is the one decoding without drafts gives, in fewer forward passes."""
     decoder = local_llm._decoder
-    before = decoder.stats.forced_tokens
-    monkeypatch.setattr(local_llm, "local", replace(local_llm.local, force_frames=True))
     messages = [{"role": "system", "content": "Translate each numbered Chinese line into English. Answer JSON only."},
-                {"role": "user", "content": "1. 走吧。\n2. 你被开除了！\n3. 我们回家吧。"}]
-    content = local_llm._generate(messages, [1, 2, 3])
-    got = parse_reply(content, [1, 2, 3])
+                {"role": "user", "content": "1. 走吧。\n2. 你被开除了！\n3. 我们回家吧。\n4. 他说：\"我不去。\""}]
+    ids = [1, 2, 3, 4]
+    answers, passes = {}, {}
+    for draft in (False, True):
+        monkeypatch.setattr(local_llm, "local", replace(local_llm.local, draft_frames=draft))
+        decoder.reset()
+        before = decoder.stats.passes
+        answers[draft] = local_llm._generate(messages, ids)
+        passes[draft] = decoder.stats.passes - before
+    row = decoder.stats.per_request[-1]
+    assert answers[True] == answers[False], answers
+    got = parse_reply(answers[True], ids)
     assert "fired" in got[2].lower() and "home" in got[3].lower(), got
-    assert decoder.stats.forced_tokens - before >= 3 * 4, decoder.stats.per_request[-1]
+    assert row["accepted"] >= 3 * 3 and row["drafted"] >= row["accepted"], row
+    assert passes[True] <= passes[False] - 3 * 3, passes
+
+
+@needs_model
+def test_a_new_process_loads_the_system_prompt_from_disk_and_a_broken_file_is_evaluated_again(local_llm, tmp_path,
+                                                                                              monkeypatch):
+    """The rules (up to the system prompt's first blank line) and the whole system prompt are
+    saved once evaluated; with the KV cache emptied (a new worker) they come from disk and the
+    answer is the same; a truncated file is dropped, evaluated again and saved whole."""
+    from locpipe.backends.mt.prefix_cache import PrefixCache
+
+    decoder = local_llm._decoder
+    monkeypatch.setattr(decoder, "prefix_cache", PrefixCache(tmp_path / "kv", "test-model"))
+    rules = ("You translate Chinese subtitles of a short drama into natural spoken English. Translate what the "
+             "line means in the scene, not word for word. Use the bible's names exactly.") * 4
+    bible = "\n\nBible:\n林晓 = Lin Xiao\n陆总 = Mr. Lu\n" + "合同 = contract\n" * 8
+    messages = [{"role": "system", "content": rules + bible},
+                {"role": "user", "content": "Translate into English:\n1. 林晓，这份合同是你签的？"}]
+
+    def ask() -> tuple[str, dict]:
+        decoder.reset()  # nothing in the KV cache: as in a new process
+        answer = decoder.complete(messages, answer_grammar([1]), 40, float("inf"), line_end='"',
+                                  frames=['{\n  "1": "', "\n}"])
+        return answer, decoder.stats.per_request[-1]
+
+    first, row = ask()
+    files = {f.name: f.stat().st_size for f in (tmp_path / "kv").glob("*.kv")}
+    assert len(files) == 2 and row["disk"] == 0, (files, row)
+    second, row = ask()
+    assert second == first and "Lin Xiao" in first, (first, second)
+    assert row["disk"] == row["cached"] > 100, row  # the whole system prompt, not evaluated again
+    for name in files:
+        path = tmp_path / "kv" / name
+        path.write_bytes(path.read_bytes()[:4096])
+    third, row = ask()  # (the same words: where the cells lie in the cache can round a near tie otherwise)
+    assert "Lin Xiao" in parse_reply(third, [1])[1] and row["disk"] == 0, (third, row)
+    assert {f.name: f.stat().st_size for f in (tmp_path / "kv").glob("*.kv")} == files  # saved whole again
+
+
+@needs_model
+def test_set_up_leaves_the_rules_on_disk_for_the_first_episode(local_llm, tmp_path, monkeypatch):
+    """``locpipe models prepare`` warms the zh -> en rules: a new process's first scene loads them."""
+    from locpipe.backends.mt.prefix_cache import PrefixCache
+
+    decoder = local_llm._decoder
+    monkeypatch.setattr(decoder, "prefix_cache", PrefixCache(tmp_path / "kv", "test-model"))
+    decoder.reset()
+    local_llm.warm("zh", "en")
+    decoder.reset()  # a new process: nothing in memory
+    request = TranslationRequest(cues=_cues(("S1", "林晓，你明天不用来了。")), source_lang="zh", target_lang="en",
+                                 context={"bible": BIBLE.summary("en")})
+    texts = local_llm.translate(request)
+    row = decoder.stats.per_request[-1]
+    assert row["disk"] > 150 and row["cached"] == row["disk"], row  # the rules, from the file
+    assert "Lin Xiao" in texts[0], texts
+
+
+def test_the_prefix_cache_drops_the_least_recently_used_files_and_keys_by_model_and_tokens(tmp_path):
+    from locpipe.backends.mt.prefix_cache import files_to_drop, prefix_key
+
+    files = [(30.0, 400, tmp_path / "c"), (10.0, 400, tmp_path / "a"), (20.0, 400, tmp_path / "b")]
+    assert files_to_drop(files, 1200) == []
+    assert files_to_drop(files, 900) == [tmp_path / "a"]
+    assert files_to_drop(files, 100) == [tmp_path / "a", tmp_path / "b", tmp_path / "c"]
+    assert prefix_key("m", [1, 2, 3]) == prefix_key("m", [1, 2, 3])
+    assert len({prefix_key("m", [1, 2, 3]), prefix_key("m", [1, 2]), prefix_key("n", [1, 2, 3]),
+                prefix_key("m", [12, 3])}) == 4
+
+
+def test_a_line_of_the_answer_ends_at_an_unescaped_quote():
+    from locpipe.backends.mt.llama_decode import json_escape_open, line_end_at
+
+    assert line_end_at(b'Go home.",', b'"', False) == 8
+    assert line_end_at(rb'He said \\"no', b'"', False) == 10  # an escaped backslash, then the end
+    assert line_end_at(rb'He said \"no\"', b'"', False) == -1  # escaped quotes are text
+    assert line_end_at(b'"', b'"', True) == -1  # the previous piece ended in a backslash
+    assert line_end_at(rb"a\nb", b"\n", False) == -1 and line_end_at(b"ab\n2. ", b"\n", False) == 2
+    assert json_escape_open(b"x\\", False) and not json_escape_open(b"x\\\\", False)  # one backslash, two
+    assert not json_escape_open(b"n", True)
+
+
+def test_a_frame_is_drafted_as_the_model_wrote_the_last_one_with_this_line_number():
+    from locpipe.backends.mt.llama_decode import draft_frame, remember_frame
+
+    vocab = {b"\n": 1, b"  ": 2, b'"': 3, b'":': 4, b' "': 5, b" ": 6, b"}": 7}
+    vocab.update({str(d).encode(): 10 + d for d in range(10)})
+
+    def tokenize(text: bytes) -> list[int]:  # longest match, like the tokenizer's own split
+        out = []
+        while text:
+            piece = max((p for p in vocab if text.startswith(p)), key=len)
+            out.append(vocab[piece])
+            text = text[len(piece):]
+        return out
+
+    memory: dict = {}
+    assert draft_frame(b'\n  "2": "', memory, tokenize) == [1, 2, 3, 12, 4, 5]  # nothing seen: the tokenizer
+    written = [(1, b"\n"), (6, b" "), (5, b' "'), (12, b"2"), (4, b'":'), (5, b' "')]  # the model's own split
+    remember_frame(memory, written)
+    assert draft_frame(b'\n  "3": "', memory, tokenize) == [1, 6, 5, 13, 4, 5]
+    assert draft_frame(b' "7": "', memory, tokenize) == [5, 17, 4, 5]  # what is left after a rejected draft
+    assert draft_frame(b'\n}', memory, tokenize) == [1, 7]  # another frame: the tokenizer's
 
 
 def test_a_request_takes_the_longest_cached_prefix_or_waits_for_one_being_evaluated():
@@ -336,6 +449,37 @@ def test_the_episode_bible_is_one_constant_prefix_and_the_scene_text_only_its_li
     text = scene_text(request, [1])
     assert "1. [S1] 你姐呢？" in text and "Before:\n陆总，您找我？" in text and "Mr. Lu" not in text
     assert relevant_bible(BIBLE.summary("en"), ["林晓"]) == ["林晓 = Lin Xiao", "林晓: female, employee"]
+
+
+def test_a_shortening_keeps_the_names_and_most_of_the_meaning():
+    assert pick_shortening("Mr. Lu, are you looking for me?", ["Lu, looking?", "Looking for me?"], 24) is None
+    line = "Yes, I signed it. Is there anything wrong with it?"
+    both = "Is it signed? Is there anything wrong?"
+    assert pick_shortening(line, ["Is it signed?", "Is there anything wrong?", both], 36) == both  # keeps "signed" too
+    assert pick_shortening("I'm sorry, but we should start over again.",
+                           ["We should start over.", "I'm sorry, we should start over."], 30) == \
+        "I'm sorry, we should start over."
+    assert pick_shortening("Go now.", ["Go now, please, right this minute."], 40) is None  # not shorter
+    assert pick_shortening("You really must leave this house today.", ["Leave.", "You must leave today."], 10) is None
+    assert pick_shortening("You really must leave this house today.", ["Leave.", "You must leave today."], 20) == \
+        "You must leave today."  # within 1.2 x the budget, 3 of 4 words kept
+
+
+@needs_model
+def test_the_local_model_shortens_an_overflowing_dub_line(local_llm):
+    line = "If you are late again next time, you don't have to come anymore."
+    got = local_llm.shorten("下次再迟到，你就不用来了。", line, "en", 48)
+    assert got and len(got) <= 48 * 1.2 and len(got) < len(line) and "late" in got.lower(), got
+
+
+def test_lines_collapsed_into_one_repeated_translation_are_found():
+    sources = ["我现在什么都不缺，尤其不缺你。", "晚晚……", "别这么叫我，我们已经没关系了。", "不", "不行"]
+    assert collapsed(["Miss Jiang…", "Miss Jiang…", "Miss Jiang...", "No.", "No."], sources) == [0, 1, 2]
+    assert collapsed(["I have all I need.", "Wanwan...", "Don't call me that.", "No.", "No."], sources) == []
+    assert collapsed(["We have nothing to do with each other"] * 2, sources[:2]) == [0, 1]  # two, but long
+    assert collapsed(["Miss Jiang...", "Miss Jiang...", "Goodbye."], sources[:3]) == [0, 1]  # far too short
+    assert collapsed(["Who is it?", "Who is it?"], ["是谁？", "谁啊？"]) == []
+    assert collapsed(["Wanwan..."] * 3, ["晚晚……"] * 3) == []  # the same line said three times
 
 
 def test_the_second_hop_bible_maps_english_renderings():

@@ -24,6 +24,15 @@ Here, at temperature 0:
   evaluating waits for it rather than evaluating it twice;
 * generation stops as soon as the grammar may end (every grammar here ends in a literal), which
   saves the forward pass for the end-of-text token;
+* the answer's fixed frame (``{"1": "``, ``", "2": "``: a third of a JSON answer's tokens) is
+  proposed as a draft and verified as in speculative decoding: the drafted tokens go into the
+  same pass as the request's next token, each position's logits are read, and a draft token is
+  kept only while it is the token greedy decoding picks there; the rest leave the KV cache. The
+  answer is the one decoding without drafts gives (the tokenizer's split of the frame is not
+  always the model's: forcing it, which an earlier version did, shifted a sample answer);
+* the system prompt's opening rules and the whole system prompt are saved to disk when first
+  evaluated and loaded by later processes (``prefix_cache``: one ``locpipe run`` per episode
+  need not evaluate the rules again);
 * every request has a deadline, checked at every pass.
 
 One thread (``local-llm-decode``) owns the llama.cpp context; ``complete`` may be called from any
@@ -44,11 +53,15 @@ from typing import Any
 
 import numpy as np
 
+from locpipe.backends.mt.prefix_cache import PrefixCache
+
 #: how many of the best tokens are checked against the grammar when the argmax is refused
 TOP_CHECK = 64
 #: requests decoded side by side (KV-cache sequences): an episode has a handful of scenes, and a
 #: line-by-line retry asks up to a scene's lines at once; a pass of 8 tokens cost ~4.5x one (measured)
 PARALLEL = 8
+#: draft tokens proposed at most per request and pass (a JSON frame is ~6)
+DRAFT_MAX = 8
 log = logging.getLogger(__name__)
 _TOKEN_DATA = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
 
@@ -68,7 +81,9 @@ class DecodeStats:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     generated_tokens: int = 0
-    forced_tokens: int = 0
+    disk_tokens: int = 0
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
     prompt_seconds: float = 0.0
     generate_seconds: float = 0.0
     passes: int = 0
@@ -80,7 +95,9 @@ class DecodeStats:
         self.prompt_tokens += row["prompt"]
         self.cached_tokens += row["cached"]
         self.generated_tokens += row["generated"]
-        self.forced_tokens += row.get("forced", 0)
+        self.disk_tokens += row.get("disk", 0)
+        self.drafted_tokens += row.get("drafted", 0)
+        self.accepted_tokens += row.get("accepted", 0)
         self.per_request.append(row)
 
     def add_pass(self, seconds: float, prompt: int, generated: int, parallel: int) -> None:
@@ -94,7 +111,8 @@ class DecodeStats:
         """Totals and rates (prompt tokens/s counts only the tokens evaluated, not the cached)."""
         evaluated = self.prompt_tokens - self.cached_tokens
         return {"requests": self.requests, "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
-                "generated_tokens": self.generated_tokens, "forced_tokens": self.forced_tokens,
+                "disk_tokens": self.disk_tokens, "generated_tokens": self.generated_tokens,
+                "drafted_tokens": self.drafted_tokens, "accepted_tokens": self.accepted_tokens,
                 "prompt_s": round(self.prompt_seconds, 1),
                 "generate_s": round(self.generate_seconds, 1), "passes": self.passes,
                 "max_parallel": self.max_parallel,
@@ -111,6 +129,67 @@ def common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def line_end_at(data: bytes, mark: bytes, escape: bool) -> int:
+    """Where ``mark`` ends a line in ``data`` (-1: nowhere). A JSON line's quote preceded by an
+    unescaped backslash (``escape``: the previous piece ended in one) is text, not its end."""
+    if mark != b'"':
+        return data.find(mark)
+    for i, byte in enumerate(data):
+        if escape:
+            escape = False
+        elif byte == 0x5C:  # backslash
+            escape = True
+        elif byte == 0x22:
+            return i
+    return -1
+
+
+def json_escape_open(data: bytes, escape: bool) -> bool:
+    """Whether a JSON string's text ends in an unescaped backslash after ``data``."""
+    for byte in data:
+        escape = not escape and byte == 0x5C
+    return escape
+
+
+def frame_template(text: bytes) -> bytes:
+    """``text`` with every digit as ``#``: the frames after line 2 and line 3 have one template."""
+    return bytes(0x23 if 0x30 <= b <= 0x39 else b for b in text)
+
+
+#: frames remembered per decoder at most (a layout has a handful of templates; suffixes count too)
+FRAME_MEMORY = 256
+
+
+def remember_frame(memory: dict[bytes, list[tuple[int, bytes]]], run: list[tuple[int, bytes]]) -> None:
+    """Keep how the model wrote a frame, ``run`` = its (token, piece) pairs, under the template of
+    each suffix (a rejected draft leaves a suffix of the frame to draft again)."""
+    for i in range(len(run)):
+        key = frame_template(b"".join(piece for _, piece in run[i:]))
+        if key in memory or len(memory) < FRAME_MEMORY:
+            memory[key] = run[i:]
+
+
+def draft_frame(left: bytes, memory: dict[bytes, list[tuple[int, bytes]]], tokenize: Any) -> list[int]:
+    """Tokens for the frame text ``left``: as the model wrote the longest remembered template it
+    starts with (its digits re-tokenized), the rest by the tokenizer.
+
+    Why not the tokenizer alone: it splits ``\\n  "2": "`` as ``\\n``, ``"  "``, ``"``..., while
+    this model writes ``" "``, ``' "'``; a draft the model would not write is rejected at the
+    first difference and costs another pass (41 % of tokenizer drafts were kept on 40 lines).
+    """
+    want = frame_template(left)
+    best = max((k for k in memory if want.startswith(k)), key=len, default=b"")
+    out: list[int] = []
+    at = 0
+    for token, piece in memory.get(best, []):
+        if piece.isdigit():  # another line's number: the digits of this one
+            out += tokenize(left[at:at + len(piece)])
+        else:
+            out.append(token)
+        at += len(piece)
+    return out + (tokenize(left[at:]) if at < len(left) else [])
 
 
 def chat_prompt(llm: Any, messages: list[dict]) -> str:
@@ -140,14 +219,21 @@ class _Request:
     slot: int = -1
     evaluated: int = 0  # prompt tokens in the slot's KV so far
     cached: int = 0
-    feed: list[int] = field(default_factory=list)  # chosen (generated or forced), not yet evaluated
-    line_end: bytes = b""  # a line of the answer ends at a token holding this
+    disk: int = 0  # of them loaded from the prefix cache
+    cuts: list[int] = field(default_factory=list)  # prompt lengths worth keeping on disk
+    save_at: list[int] = field(default_factory=list)  # of them, those to save once evaluated
+    feed: list[int] = field(default_factory=list)  # chosen, not yet evaluated
+    draft: list[int] = field(default_factory=list)  # proposed after ``feed``, verified by the next pass
+    line_end: bytes = b""  # a line of the answer ends at this (unescaped) byte
     line_cap: int = 0
-    line_tokens: int = 0  # tokens since the last line end
+    line_tokens: int = 0  # tokens since the current line began
     frames: list[bytes] = field(default_factory=list)  # the fixed text before line 1, after each line
+    frame_left: bytes = b""  # what is left of the frame being written (b"": inside a line's text)
+    frame_run: list[tuple[int, bytes]] = field(default_factory=list)  # (token, piece) written in it so far
     line: int = 0  # lines ended so far
-    forced: int = 0
-    after_backslash: bool = False  # the last piece ended in "\\" (a JSON escape: not a line end)
+    escape: bool = False  # inside a JSON line, the last byte was an unescaped backslash
+    drafted: int = 0
+    accepted: int = 0
     result: str | None = None
     error: BaseException | None = None
     submitted: float = field(default_factory=time.perf_counter)
@@ -186,10 +272,11 @@ def plan_admission(tokens: list[int], slots: list[_Slot], evaluating: list[_Requ
 class GreedyDecoder:
     """One ``Llama``'s constrained completions, decoded side by side by one worker thread."""
 
-    def __init__(self, llm: Any, parallel: int = PARALLEL):
+    def __init__(self, llm: Any, parallel: int = PARALLEL, prefix_cache: PrefixCache | None = None):
         import llama_cpp
 
         self.llm = llm
+        self.prefix_cache = prefix_cache
         self.n_vocab = llm.n_vocab()
         self.eos = llm.token_eos()
         self.stats = DecodeStats()
@@ -201,6 +288,8 @@ class GreedyDecoder:
         self._worker: threading.Thread | None = None
         self._fatal: BaseException | None = None
         self._enders: dict[bytes, np.ndarray] = {}
+        #: how this model split the frames it wrote (``remember_frame``), shared by all requests
+        self._frame_memory: dict[bytes, list[tuple[int, bytes]]] = {}
 
     def __del__(self) -> None:
         try:
@@ -221,10 +310,9 @@ class GreedyDecoder:
         narration of the whole scene, which would otherwise spend the request's whole budget.
 
         ``frames``: the answer's fixed text around its lines (``frames[0]`` before the first,
-        ``frames[k]`` right after line k's ``line_end``), e.g. ``{"1": "`` and ``", "2": "``. It is
-        not generated token by token but forced in one chunk (jump-forward decoding): about a
-        third of a JSON answer's tokens, each otherwise a forward pass of its own. Forcing only
-        happens where the grammar accepts every forced token.
+        ``frames[k]`` right after line k's ``line_end``), e.g. ``{"1": "`` and ``", "2": "``. It
+        is drafted and verified (see the module docstring), so a frame costs one or two passes
+        instead of one a token, and the answer is the same as without it.
         """
         llm = self.llm
         tokens = llm.tokenize(chat_prompt(llm, messages).encode("utf-8"), add_bos=True, special=True)
@@ -234,6 +322,8 @@ class GreedyDecoder:
         req = _Request(tokens=tokens, grammar_text=grammar_text, max_tokens=max_tokens, deadline=deadline,
                        line_end=line_end.encode("utf-8"), line_cap=line_cap if line_end else 0,
                        frames=[f.encode("utf-8") for f in (frames or [])] if line_end else [])
+        req.frame_left = req.frames[0] if req.frames else b""
+        req.cuts = self._cuts(messages, tokens) if self.prefix_cache is not None else []
         with self._cond:
             if self._fatal is not None:
                 raise RuntimeError(f"local model decoder stopped: {self._fatal}")
@@ -373,23 +463,58 @@ class GreedyDecoder:
             else:
                 llama_cpp.llama_kv_cache_seq_rm(ctx, seq, keep, -1)
             slot.tokens = req.tokens[:keep]
-            req.slot, req.evaluated, req.cached = seq, keep, keep
+            disk = self._from_disk(req, seq, keep)
+            keep = len(slot.tokens)  # longer when loaded; 0 when a load failed and emptied the sequence
+            req.slot, req.evaluated, req.cached, req.disk = seq, keep, keep, disk
+            req.save_at = [c for c in req.cuts if c > keep and not self.prefix_cache.has(req.tokens[:c])]
             req.grammar = LlamaGrammar.from_string(req.grammar_text, verbose=False)
-            if req.frames:  # the answer's opening frame is part of the prompt
-                forced = self._force(req, req.frames[0])
-                req.tokens = req.tokens + forced
-                req.out += forced
             slot.busy = req
             self._pending.remove(req)
+
+    def _cuts(self, messages: list[dict], tokens: list[int]) -> list[int]:
+        """Prompt lengths worth a file: the system prompt up to its first blank line (the rules),
+        and all of it. Only where the cut text tokenizes to a prefix of the whole prompt (the
+        tokenizer joins a blank line with the text around it differently: ``".\\n"`` + ``"\\n"``
+        before a word, ``".\\n\\n"`` at the end of a text), so each cut tries a few places."""
+        system = messages[0]["content"] if messages and messages[0].get("role") == "system" else ""
+        prompt = chat_prompt(self.llm, messages)
+        at = prompt.find(system) if system else -1
+        if at < 0:
+            return []
+        blank = system.find("\n\n")
+        places = [[at + blank + 1, at + blank + 2, at + blank]] if blank > 0 else []
+        cuts: list[int] = []
+        for ends in places + [[at + len(system)]]:
+            for end in ends:
+                head = self.llm.tokenize(prompt[:end].encode("utf-8"), add_bos=True, special=True)
+                if head == tokens[:len(head)] and len(head) < len(tokens):
+                    if len(head) not in cuts:
+                        cuts.append(len(head))
+                    break
+        return cuts
+
+    def _from_disk(self, req: _Request, seq: int, keep: int) -> int:
+        """Load the longest saved prefix longer than ``keep`` into ``seq``; its length, or 0."""
+        import llama_cpp
+
+        for cut in sorted((c for c in req.cuts if c > keep), reverse=True):
+            if not self.prefix_cache.has(req.tokens[:cut]):
+                continue
+            llama_cpp.llama_kv_cache_seq_rm(self.llm.ctx, seq, 0, -1)
+            if self.prefix_cache.load(self.llm.ctx, seq, req.tokens[:cut]):
+                self._slots[seq].tokens = req.tokens[:cut]
+                return cut
+            self._slots[seq].tokens = []  # emptied by the failed load (that file is gone): try a shorter one
+        return 0
 
     def _room(self, req: _Request, keep: int) -> bool:
         """Whether the KV cache can take the request (idle slots' sequences are dropped to make room)."""
         import llama_cpp
 
         ctx = self.llm.ctx
-        reserved = sum(len(r.tokens) - r.evaluated + r.max_tokens - len(r.out)
+        reserved = sum(len(r.tokens) - r.evaluated + r.max_tokens - len(r.out) + DRAFT_MAX
                        for r in (s.busy for s in self._slots) if r is not None)
-        need = len(req.tokens) - keep + req.max_tokens
+        need = len(req.tokens) - keep + req.max_tokens + DRAFT_MAX
         if llama_cpp.llama_get_kv_cache_used_cells(ctx) + reserved + need <= self.llm.n_ctx():
             return True
         for slot in self._slots:
@@ -399,7 +524,7 @@ class GreedyDecoder:
         return llama_cpp.llama_get_kv_cache_used_cells(ctx) + reserved + need <= self.llm.n_ctx()
 
     def _step(self, active: list[_Request]) -> None:
-        """One forward pass: the next token of every generating request, plus a chunk of one request's prompt.
+        """One forward pass: every generating request's next token and draft, plus a chunk of one prompt.
 
         One sequence's prompt a pass: measured here, 4 prompts of 150 tokens in one pass ran at
         12 tokens/s against 20 one after the other (0.2.62's attention over several sequences);
@@ -411,22 +536,27 @@ class GreedyDecoder:
 
         batch, room = self._batch, self.llm.n_batch
         rows: list[tuple[int, int, int, bool]] = []  # token, position, sequence, wants logits
-        wants: list[tuple[int, _Request]] = []
-        for req in active:
+        wants: list[tuple[list[int], _Request]] = []  # rows whose logits choose the request's next tokens
+
+        def add(req: _Request, tokens: list[int], draft: list[int], last_wants: bool) -> None:
             base = len(self._slots[req.slot].tokens)
-            rows += [(t, base + i, req.slot, i == len(req.feed) - 1) for i, t in enumerate(req.feed)]
+            fed = tokens + draft
+            rows.extend((t, base + i, req.slot, last_wants and i >= len(tokens) - 1) for i, t in enumerate(fed))
+            if last_wants:
+                wants.append((list(range(len(rows) - len(draft) - 1, len(rows))), req))
+
+        for req in active:
             if req.feed:
-                wants.append((len(rows) - 1, req))
+                add(req, req.feed, req.draft, True)
         generated = len(rows)
         prompting = next((r for r in active if not r.feed and r.evaluated < len(r.tokens)), None)
         if prompting is not None:
             req = prompting
-            take = req.tokens[req.evaluated:req.evaluated + room - len(rows)]
+            stop = min([c for c in req.save_at if c > req.evaluated] + [req.evaluated + room - len(rows)])
+            take = req.tokens[req.evaluated:stop]
             last = req.evaluated + len(take) == len(req.tokens)
-            base = len(self._slots[req.slot].tokens)
-            rows += [(t, base + i, req.slot, last and i == len(take) - 1) for i, t in enumerate(take)]
-            if last:
-                wants.append((len(rows) - 1, req))
+            req.draft = self._draft(req, room - len(rows) - len(take)) if last else []
+            add(req, take, req.draft, last)
         active = [r for r in active if r.feed or r is prompting]
         batch.n_tokens = len(rows)
         for i, (token, pos, seq, logits) in enumerate(rows):
@@ -442,57 +572,101 @@ class GreedyDecoder:
         for req in active:
             if req.feed:
                 req.feed = []
-            else:
-                req.evaluated = len(self._slots[req.slot].tokens)
-        for index, req in wants:
-            self._advance(req, self._logits(index))
+                continue
+            req.evaluated = len(self._slots[req.slot].tokens) - len(req.draft)
+            if req.save_at and req.evaluated == req.save_at[0]:
+                self.prefix_cache.save(self.llm.ctx, req.slot, req.tokens[:req.evaluated])
+                req.save_at.pop(0)
+        for indices, req in wants:
+            self._advance(req, [self._logits(i) for i in indices])
 
-    def _advance(self, req: _Request, logits: np.ndarray) -> None:
-        """Choose the request's next token; finish it when the grammar may end or the budget is spent."""
+    def _advance(self, req: _Request, rows: list[np.ndarray]) -> None:
+        """Choose the request's next tokens from a pass's logits: ``rows[0]`` after its last fed
+        token, ``rows[k]`` after its k-th draft token (kept while greedy decoding picks it)."""
+        draft, req.draft = req.draft, []
+        for k, logits in enumerate(rows):
+            token = self._choose(req, logits)
+            if token == self.eos:
+                self._reject(req, len(draft) - k)
+                self._finish(req)
+                return
+            self._accept(req, token)
+            kept = k < len(draft) and token == draft[k]  # already in the KV cache
+            req.accepted += kept
+            if not kept:
+                self._reject(req, len(draft) - k)
+            if self._may_end(req.grammar.grammar) or len(req.out) >= req.max_tokens:
+                self._reject(req, len(draft) - k - 1 if kept else 0)
+                self._finish(req)
+                return
+            if not kept:
+                req.feed, req.draft = [token], self._draft(req, DRAFT_MAX)
+                return
+
+    def _choose(self, req: _Request, logits: np.ndarray) -> int:
+        """The greedy token, or the best one ending the line once the line cap is reached."""
+        token = None
+        if req.line_cap and not req.frame_left and req.line_tokens >= req.line_cap:
+            token = self._end_line(req.grammar.grammar, logits, req.line_end)
+        return self._pick(req.grammar.grammar, logits) if token is None else token
+
+    def _accept(self, req: _Request, token: int) -> None:
+        """``token`` into the request's grammar and answer; where it stands in the answer's frame."""
         import llama_cpp
 
-        token = None
-        if req.line_cap and req.line_tokens >= req.line_cap:
-            token = self._end_line(req.grammar.grammar, logits, req.line_end)
-        if token is None:
-            token = self._pick(req.grammar.grammar, logits)
-        if token == self.eos:
-            self._finish(req)
-            return
         llama_cpp.llama_grammar_accept_token(self.llm.ctx, req.grammar.grammar, token)
         req.out.append(token)
-        feed = [token]
+        if not req.line_end:
+            return
         piece = self.llm._model.token_to_piece(token).rstrip(b"\0")
-        escaped = b"\\" + req.line_end in piece or (piece.startswith(req.line_end) and req.after_backslash)
-        req.after_backslash = piece.endswith(b"\\")
-        if req.line_end and req.line_end in piece and not escaped:
-            req.line_tokens, req.line = 0, req.line + 1
-            if req.line < len(req.frames):  # the fixed text up to the next line: forced, not generated
-                after = piece.split(req.line_end, 1)[1]
-                frame = req.frames[req.line]
-                if frame.startswith(after):
-                    forced = self._force(req, frame[len(after):])
-                    req.out += forced
-                    feed += forced
-        else:
-            req.line_tokens += 1
-        if self._may_end(req.grammar.grammar) or len(req.out) >= req.max_tokens:
-            self._finish(req)
-        else:
-            req.feed = feed
+        in_frame = req.frame_left
+        data = piece
+        while data:
+            if req.frame_left:  # inside a frame: its bytes are fixed by the grammar
+                n = common_prefix(list(data), list(req.frame_left))
+                if n == 0:  # not this frame after all (another caller's grammar): stop drafting
+                    req.frame_left = b""
+                    continue
+                req.frame_left, data = req.frame_left[n:], data[n:]
+                continue
+            end = line_end_at(data, req.line_end, req.escape)
+            if end < 0:
+                req.escape = json_escape_open(data, req.escape) if req.line_end == b'"' else False
+                break
+            req.line, req.line_tokens, req.escape = req.line + 1, 0, False
+            req.frame_left = req.frames[req.line] if req.line < len(req.frames) else b""
+            req.frame_run = []
+            data = data[end + len(req.line_end):]
+        if not in_frame:
+            req.line_tokens += 0 if req.frame_left else 1
+            return
+        whole = in_frame.startswith(piece)  # the token lies inside the frame
+        if whole:
+            req.frame_run.append((token, piece))
+        if req.frame_run and (not whole or not req.frame_left):  # the frame is written: remember how
+            remember_frame(self._frame_memory, req.frame_run)
+            req.frame_run = []
 
-    def _force(self, req: _Request, text: bytes) -> list[int]:
-        """``text`` as tokens accepted into the request's grammar (stops at the first it refuses)."""
+    def _draft(self, req: _Request, limit: int) -> list[int]:
+        """The rest of the frame being written, as up to ``limit`` tokens to verify (none inside a
+        line's text): split as the model split it before where it has (``draft_frame``)."""
+        if not req.frame_left or limit <= 0:
+            return []
+        draft = draft_frame(req.frame_left, self._frame_memory,
+                            lambda text: self.llm.tokenize(text, add_bos=False, special=False))[:min(limit, DRAFT_MAX)]
+        req.drafted += len(draft)
+        return draft
+
+    def _reject(self, req: _Request, count: int) -> None:
+        """Drop the last ``count`` draft tokens of the request's sequence from the KV cache."""
         import llama_cpp
 
-        out: list[int] = []
-        for token in self.llm.tokenize(text, add_bos=False, special=False) if text else []:
-            if not self._allowed(req.grammar.grammar, np.array([token], dtype=np.intc))[0]:
-                break
-            llama_cpp.llama_grammar_accept_token(self.llm.ctx, req.grammar.grammar, token)
-            out.append(token)
-        req.forced += len(out)
-        return out
+        if count <= 0:
+            return
+        slot = self._slots[req.slot]
+        cut = len(slot.tokens) - count
+        llama_cpp.llama_kv_cache_seq_rm(self.llm.ctx, slot.seq, cut, -1)
+        del slot.tokens[cut:]
 
     def _finish(self, req: _Request, error: BaseException | None = None) -> None:
         if req.slot >= 0 and self._slots[req.slot].busy is req:
@@ -500,7 +674,8 @@ class GreedyDecoder:
         if error is None:
             req.result = self.llm.detokenize(req.out).decode("utf-8", errors="replace")
         req.error = error
-        row = {"prompt": len(req.tokens), "cached": req.cached, "generated": len(req.out), "forced": req.forced,
+        row = {"prompt": len(req.tokens), "cached": req.cached, "generated": len(req.out), "disk": req.disk,
+               "drafted": req.drafted, "accepted": req.accepted,
                "seconds": round(time.perf_counter() - req.submitted, 2), **({"error": str(error)} if error else {})}
         self.stats.add(row)
         log.debug("local-llm request: %s", row)

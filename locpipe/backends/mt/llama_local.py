@@ -39,7 +39,10 @@ Environment: ``LOCPIPE_LOCAL_LLM_LAYOUT`` (``lines`` or ``json``), ``LOCPIPE_LOC
 thread count), ``LOCPIPE_LOCAL_LLM_TIMEOUT`` (seconds per line of a request, default 120, plus
 120 s: at a load average of 15 on two cores seven lines took over ten minutes),
 ``LOCPIPE_LOCAL_LLM_LOAD_TIMEOUT`` (default 60),
-``LOCPIPE_LOCAL_LLM_ROUTES`` (e.g. ``es=direct,pt=via-en+apertium``), ``LOCPIPE_LOCAL_LLM_MEMO``.
+``LOCPIPE_LOCAL_LLM_ROUTES`` (e.g. ``es=direct,pt=via-en+apertium``), ``LOCPIPE_LOCAL_LLM_MEMO``,
+``LOCPIPE_LOCAL_LLM_PARALLEL`` (requests decoded side by side), ``LOCPIPE_LOCAL_LLM_DRAFT_FRAMES``
+(``0``: no drafted answer frames), ``LOCPIPE_LOCAL_LLM_PREFIX_CACHE`` (a folder for the system
+prompts' KV states, or ``off``).
 """
 
 from __future__ import annotations
@@ -62,7 +65,15 @@ from typing import Any
 from locpipe.artifacts import Cue
 from locpipe.backends.mt.base import TranslationFailed, TranslationRequest, register
 from locpipe.backends.mt.llama_decode import PARALLEL, DecodeTimeout, GreedyDecoder
-from locpipe.backends.mt.openai_chat import LANGUAGE_NAMES, NEIGHBOURS, ChatSettings, OpenAIChatBackend, speakers_line
+from locpipe.backends.mt.openai_chat import (
+    LANGUAGE_NAMES,
+    NEIGHBOURS,
+    ChatSettings,
+    OpenAIChatBackend,
+    max_characters_hint,
+    speakers_line,
+)
+from locpipe.backends.mt.prefix_cache import prefix_cache_for
 from locpipe.backends.registry import MODEL_LOADED
 from locpipe.errors import BackendUnavailable
 
@@ -122,11 +133,9 @@ class LocalSettings:
     layout: str = "json"
     #: requests decoded side by side (``LOCPIPE_LOCAL_LLM_PARALLEL``; see ``llama_decode``)
     parallel: int = PARALLEL
-    #: force the answer's JSON frame instead of generating it (``LOCPIPE_LOCAL_LLM_FORCE_FRAMES=1``).
-    #: Off: 95 s instead of 103 s for 40 lines, but the forced tokens are the tokenizer's
-    #: ("  " + '"'), not the ones this model picks itself (" " + ' "', "{\n"), and on the sample
-    #: that shifted every line from the fifth (chrF++ 34.2 against 62.2 without forcing)
-    force_frames: bool = False
+    #: draft the answer's fixed frame and verify it (``llama_decode``; ``LOCPIPE_LOCAL_LLM_DRAFT_FRAMES=0``
+    #: generates it token by token): the same answer in fewer passes
+    draft_frames: bool = True
 
     @classmethod
     def from_env(cls) -> LocalSettings:
@@ -137,7 +146,7 @@ class LocalSettings:
                    routes=parse_routes(os.environ.get("LOCPIPE_LOCAL_LLM_ROUTES", "")),
                    layout=parse_layout(os.environ.get("LOCPIPE_LOCAL_LLM_LAYOUT", "json")),
                    parallel=max(1, int(os.environ.get("LOCPIPE_LOCAL_LLM_PARALLEL", str(PARALLEL)))),
-                   force_frames=os.environ.get("LOCPIPE_LOCAL_LLM_FORCE_FRAMES", "") in ("1", "on", "yes"))
+                   draft_frames=os.environ.get("LOCPIPE_LOCAL_LLM_DRAFT_FRAMES", "1").lower() not in ("0", "off", "no"))
 
 
 def parse_layout(value: str) -> str:
@@ -244,14 +253,18 @@ def answer_grammar(ids: list[int], layout: str = "json") -> str:
 
 def answer_frames(ids: list[int], layout: str = "json") -> list[str]:
     """The fixed text of an ``answer_grammar`` answer: before the first line, then after each
-    line's end (``LINE_ENDS``); the decoder forces it instead of generating it token by token."""
+    line's end (``LINE_ENDS``); the decoder drafts it and verifies the draft in one pass."""
     if layout == "lines":
         return [f"{ids[0]}. "] + [f"{i}. " for i in ids[1:]] + [""]
     return ["{\n" + f'  "{ids[0]}": "'] + [",\n" + f'  "{i}": "' for i in ids[1:]] + ["\n}"]
 
 
 def relevant_bible(summary: dict, texts: list[str]) -> list[str]:
-    """The bible entries a scene uses, as short ``source=rendering`` lines (the prompt stays short)."""
+    """The bible entries a scene uses, as short ``source=rendering`` lines (the prompt stays short).
+
+    A character's gender and role stay on a line of their own: put on the name's line
+    (``林晓 = Lin Xiao (female, employee)``, 4 tokens a character fewer) they measured worse
+    (chrF++ 47.7 -> 47.2 on the reference set, a bible term missed; the sample 62.2 -> 59.8)."""
     joined = "".join(texts)
     used = [(k, v) for section in ("names", "honorifics", "glossary")
             for k, v in (summary.get(section) or {}).items() if k.replace("<surname>", "") in joined]
@@ -363,6 +376,75 @@ def repeats_previous(got: list[str], previous: list[str]) -> bool:
     return any(_normal(t) in seen for t in got)
 
 
+#: a translation repeated for this many different source lines of one answer is a collapse ...
+COLLAPSE_COUNT = 3
+#: ... or for two, when it is at least this long (letters and digits): "No." for 不 and 不行 is fine
+COLLAPSE_CHARS = 12
+#: ... or when it is shorter than this many characters per character of the longest of those
+#: sources (a real English line has 2-4; "Miss Jiang..." for a 15-character sentence has under 1)
+COLLAPSE_RATIO = 1.5
+
+
+def collapsed(texts: list[str], sources: list[str]) -> list[int]:
+    """Indices of lines whose translation is shared with lines of a *different* source text,
+    where that cannot be two lines meaning the same (see the thresholds above).
+
+    Seen on an unseen scene: the 1.5B model answered its last lines, different sentences, with
+    the same "Miss Jiang..."; nothing else flags that (each line is valid alone).
+    """
+    groups: dict[str, list[int]] = {}
+    for i, text in enumerate(texts):
+        if _normal(text):
+            groups.setdefault(_normal(text), []).append(i)
+    out: list[int] = []
+    for key, idx in groups.items():
+        distinct = {_normal(sources[i]) for i in idx}
+        if len(distinct) < 2:
+            continue
+        longest = max(len(sources[i].strip()) for i in idx)
+        if (len(distinct) >= COLLAPSE_COUNT or len(key) >= COLLAPSE_CHARS
+                or len(texts[idx[0]].strip()) < COLLAPSE_RATIO * longest):
+            out += idx
+    return sorted(out)
+
+
+_WORD = re.compile(r"[^\W\d_][\w']*")
+#: words that carry no meaning a shortening must keep
+_LIGHT = frozenset("a an the to of and but or so is are was were be been am i you he she it we they me him her us them "
+                   "my your his its our their this that there then just really very please now".split())
+#: a shortening may overshoot the character budget by this share: characters only estimate speech
+#: (the synthesis decides), and a line cut a little is better than one cut by a third
+SHORTEN_SLACK = 1.2
+#: a shortening keeps at least this share of the line's meaningful words ("Leave." for "You
+#: really must leave this house today." does not)
+SHORTEN_KEEP = 0.5
+
+
+def _names(text: str) -> set[str]:
+    """Capitalised words after the first, and a leading title: what a shortening must keep."""
+    words = _WORD.findall(text)
+    out = {w for w in words[1:] if w[:1].isupper() and w not in ("I", "I'm", "I'll", "I've", "I'd")}
+    if words and words[0] in ("Mr", "Ms", "Mrs", "Miss", "Dr"):
+        out.add(words[0])
+    return out
+
+
+def pick_shortening(current: str, candidates: list[str], max_chars: int) -> str | None:
+    """The candidate to speak instead of ``current``: shorter, within the budget (with
+    ``SHORTEN_SLACK``), every name and ``SHORTEN_KEEP`` of the meaningful words kept; of those,
+    the one keeping most of them, then the shortest. None when no candidate qualifies."""
+    need = _names(current)
+    words = {w.lower() for w in _WORD.findall(current)} - _LIGHT
+
+    def kept(candidate: str) -> int:
+        return len(words & {w.lower() for w in _WORD.findall(candidate)})
+
+    ok = [c.strip() for c in candidates if c and c.strip() and len(c.strip()) < len(current)
+          and len(c.strip()) <= max_chars * SHORTEN_SLACK and need <= set(_WORD.findall(c))
+          and kept(c) >= SHORTEN_KEEP * len(words)]
+    return min(ok, key=lambda c: (-kept(c), len(c))) if ok else None
+
+
 def _numbered(n: int, cue: Cue) -> str:
     """``3. [S1] text`` (the labels stay: the characters' names go in ``speakers_line``)."""
     return f"{n}. [{cue.speaker}] {cue.text}" if cue.speaker else f"{n}. {cue.text}"
@@ -421,6 +503,36 @@ class LocalLLMBackend(OpenAIChatBackend):
         """Everything that can be checked before translating: CPU, runtime, model size, the load."""
         self._loaded()
 
+    def shorten(self, source: str, text: str, target_lang: str, max_chars: int) -> str | None:
+        """A shorter dub line: three versions asked at once, the one keeping most of the line's
+        words chosen (``pick_shortening``).
+
+        Why not the ``llm`` backend's prompt: its answer shape is not this grammar's and the 1.5B
+        model answered it with empty text (7 of 8 overflowing lines tried). Asked for three
+        versions it shortens ("If you're late again, you don't have to come." for a 64-character
+        line), but often past the budget or by dropping half the meaning ("Is there anything
+        wrong?" for "Yes, I signed it. Is there anything wrong with it?"), or the name ("Lu,
+        looking?" for "Mr. Lu, are you looking for me?"): those are refused or ranked last.
+        """
+        language = LANGUAGE_NAMES.get(target_lang, target_lang)
+        system = (f"You shorten {language} dubbing lines of a short drama so they can be said faster. Keep the "
+                  "meaning, the names and the tone; drop words a listener does not need. "
+                  'Answer JSON only: {"1": "...", "2": "...", "3": "..."}: three different shorter versions.')
+        user = (f"{LANGUAGE_NAMES.get('zh', 'Chinese')}: {source}\n{language}: {text} ({len(text)} characters)\n"
+                f"Three versions of at most {max_characters_hint(max_chars)} characters each:")
+        got = self._ask(system, {"role": "user", "content": user}, [1, 2, 3], self.settings.repairs)
+        return pick_shortening(text, got or [], max_chars)
+
+    def warm(self, source_lang: str = "zh", target_lang: str = "en") -> int:
+        """Evaluate this language pair's rules once and leave them in the prefix cache (set-up
+        calls it, so the first episode on a machine does not pay ~8 s for them); the prompt's tokens."""
+        cue = Cue(index=0, start=0.0, end=1.0, text="你好")
+        request = TranslationRequest(cues=[cue], source_lang=source_lang, target_lang=target_lang,
+                                     context={"bible": {"glossary": {"你好": "hello"}}})  # a blank line after the rules
+        messages = [{"role": "system", "content": self._system(request)}, self._scene_message(request, [0])]
+        self._generate(messages, [1])
+        return self._decoder.stats.per_request[-1]["prompt"] if self._decoder.stats.per_request else 0
+
     def translate(self, request: TranslationRequest) -> list[str]:
         route = self.route(request.target_lang)
         if route == "direct" or request.source_lang.split("-")[0] == "en":
@@ -473,7 +585,8 @@ class LocalLLMBackend(OpenAIChatBackend):
         A later chunk sees the lines before it *with their translations* ("done"): measured on
         the sample, a 1.5B model shown only the Chinese of those lines translated them again in
         place of its own lines (a shift by two). An answer that still repeats a translation of
-        the lines before it is treated as shifted: those lines are asked for one by one.
+        the lines before it is treated as shifted: those lines are asked for one by one, and so
+        are lines whose answer collapsed into one repeated text (``collapsed``).
         """
         out: list[str] = []
         done: dict[int, str] = {}
@@ -485,14 +598,17 @@ class LocalLLMBackend(OpenAIChatBackend):
                 return None
             got = [unwrap_narration(strip_speaker_label(t)) for t in got]
             if done and repeats_previous(got, [done[p] for p in sorted(done)][-NEIGHBOURS:]):
-                got = self._line_by_line(asked, chunk)
+                got = self._line_by_line(asked, chunk, "repeats the lines before it")
+            again = collapsed(got, [request.cues[p].text for p in chunk])
+            if again:
+                redo = self._line_by_line(asked, [chunk[k] for k in again], f"are one text: {got[again[0]]!r}")
+                got = [dict(zip(again, redo, strict=True)).get(k, t) for k, t in enumerate(got)]
             done.update(zip(chunk, got, strict=True))
             out += got
         return out
 
-    def _line_by_line(self, request: TranslationRequest, positions: list[int]) -> list[str]:
-        log.warning("local-llm: answer for %d line(s) repeats the lines before it; asking line by line",
-                    len(positions))
+    def _line_by_line(self, request: TranslationRequest, positions: list[int], why: str) -> list[str]:
+        log.warning("local-llm: answer for %d line(s) %s; asking line by line", len(positions), why)
         return self._map(lambda p: unwrap_narration(strip_speaker_label(self._single(request, p))), positions)
 
     # ------------------------------------------------------------------ llama.cpp
@@ -550,7 +666,8 @@ class LocalLLMBackend(OpenAIChatBackend):
         if "error" in result:
             raise BackendUnavailable(f"local model {model} does not load: {result['error']}")
         log.info(MODEL_LOADED, f"local-llm {model.name} ({threads} thread(s))", time.perf_counter() - started)
-        self._decoder = GreedyDecoder(result["llm"], parallel=self.scene_workers)
+        self._decoder = GreedyDecoder(result["llm"], parallel=self.scene_workers,
+                                      prefix_cache=prefix_cache_for(model, "llama-cpp-python 0.2.62"))
         return result["llm"]
 
     def _generate(self, messages: list[dict], ids: list[int], layout: str = "json") -> str:
@@ -563,7 +680,7 @@ class LocalLLMBackend(OpenAIChatBackend):
         try:  # the decoder answers concurrent requests side by side
             return self._decoder.complete(messages, answer_grammar(ids, layout), 16 + TOKENS_PER_LINE * len(ids),
                                           time.monotonic() + budget, line_end=LINE_ENDS[layout], line_cap=LINE_TOKENS,
-                                          frames=answer_frames(ids, layout) if self.local.force_frames else None)
+                                          frames=answer_frames(ids, layout) if self.local.draft_frames else None)
         except DecodeTimeout:
             raise TranslationFailed(f"local model gave no answer within {budget:.0f} s "
                                     f"for {len(ids)} line(s) (LOCPIPE_LOCAL_LLM_TIMEOUT)") from None
