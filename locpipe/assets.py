@@ -254,15 +254,9 @@ def local_llm_rules_warmed() -> str:
 
     try:
         from locpipe.backends.mt.llama_local import LocalLLMBackend
-        from locpipe.backends.mt.prefix_cache import prefix_cache_for
 
-        backend = LocalLLMBackend()
-        backend.check_available()
-        cache = prefix_cache_for(local_llm_model(), "")
-        if cache is None:
-            return "off (LOCPIPE_LOCAL_LLM_PREFIX_CACHE)"
-        backend.warm("zh", "en")
-        return str(cache.folder)
+        folder = LocalLLMBackend().warm("zh", "en")
+        return str(folder) if folder else "off (LOCPIPE_LOCAL_LLM_PREFIX_CACHE)"
     except Exception as exc:  # noqa: BLE001 - set-up goes on; translation evaluates the rules itself
         logging.getLogger(__name__).warning("local translation rules not cached: %s", exc)
         return f"not cached: {exc}"

@@ -30,7 +30,6 @@ from locpipe.backends.mt.llama_local import (
     lines_to_json,
     parse_layout,
     parse_routes,
-    pick_shortening,
     relevant_bible,
     route_for,
     running_others,
@@ -39,6 +38,7 @@ from locpipe.backends.mt.llama_local import (
 from locpipe.backends.mt.openai_chat import parse_reply
 from locpipe.errors import BackendUnavailable
 from locpipe.localize.bible import SeriesBible
+from locpipe.localize.condense import pick_shortening
 from locpipe.stages.translate import translate_episode
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from locpipe.errors import LocpipeError
 from locpipe.localize.sanitize import clean_line
+from locpipe.localize.terms import TITLES
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,43 @@ class Rewrite:
 
 #: (cue index, source text, current text, character budget) -> shorter text or None
 ShortenFn = Callable[[int, str, str, int], "Rewrite | None"]
+
+
+_WORD = re.compile(r"[^\W\d_][\w']*")
+#: words that carry no meaning a shortening must keep
+_LIGHT = frozenset("a an the to of and but or so is are was were be been am i you he she it we they me him her us them "
+                   "my your his its our their this that there then just really very please now".split())
+#: a shortening may overshoot the character budget by this share: characters only estimate speech
+#: (the synthesis decides), and a line cut a little is better than one cut by a third
+SHORTEN_SLACK = 1.2
+#: a shortening keeps at least this share of the line's meaningful words ("Leave." for "You
+#: really must leave this house today." does not)
+SHORTEN_KEEP = 0.5
+
+
+def _names(text: str) -> set[str]:
+    """Capitalised words after the first, and a leading title: what a shortening must keep."""
+    words = _WORD.findall(text)
+    out = {w for w in words[1:] if w[:1].isupper() and w not in ("I", "I'm", "I'll", "I've", "I'd")}
+    if words and re.fullmatch(TITLES, words[0]):
+        out.add(words[0])
+    return out
+
+
+def pick_shortening(current: str, candidates: list[str], max_chars: int) -> str | None:
+    """The candidate to speak instead of ``current``: shorter, within the budget (with
+    ``SHORTEN_SLACK``), every name and ``SHORTEN_KEEP`` of the meaningful words kept; of those,
+    the one keeping most of them, then the shortest. None when no candidate qualifies."""
+    need = _names(current)
+    words = {w.lower() for w in _WORD.findall(current)} - _LIGHT
+
+    def kept(candidate: str) -> int:
+        return len(words & {w.lower() for w in _WORD.findall(candidate)})
+
+    ok = [c.strip() for c in candidates if c and c.strip() and len(c.strip()) < len(current)
+          and len(c.strip()) <= max_chars * SHORTEN_SLACK and need <= set(_WORD.findall(c))
+          and kept(c) >= SHORTEN_KEEP * len(words)]
+    return min(ok, key=lambda c: (-kept(c), len(c))) if ok else None
 
 
 def make_shortener(language: str, backends: list) -> ShortenFn:

@@ -48,6 +48,7 @@ import ctypes
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,8 +122,8 @@ class DecodeStats:
                 if self.generate_seconds else None}
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    """Length of the common leading run of two token lists."""
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the common leading run of two token lists (or byte strings)."""
     n = 0
     for x, y in zip(a, b):
         if x != y:
@@ -623,7 +624,7 @@ class GreedyDecoder:
         data = piece
         while data:
             if req.frame_left:  # inside a frame: its bytes are fixed by the grammar
-                n = common_prefix(list(data), list(req.frame_left))
+                n = common_prefix(data, req.frame_left)
                 if n == 0:  # not this frame after all (another caller's grammar): stop drafting
                     req.frame_left = b""
                     continue

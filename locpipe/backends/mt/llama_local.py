@@ -76,6 +76,7 @@ from locpipe.backends.mt.openai_chat import (
 from locpipe.backends.mt.prefix_cache import prefix_cache_for
 from locpipe.backends.registry import MODEL_LOADED
 from locpipe.errors import BackendUnavailable
+from locpipe.localize.condense import pick_shortening
 
 log = logging.getLogger(__name__)
 
@@ -408,43 +409,6 @@ def collapsed(texts: list[str], sources: list[str]) -> list[int]:
     return sorted(out)
 
 
-_WORD = re.compile(r"[^\W\d_][\w']*")
-#: words that carry no meaning a shortening must keep
-_LIGHT = frozenset("a an the to of and but or so is are was were be been am i you he she it we they me him her us them "
-                   "my your his its our their this that there then just really very please now".split())
-#: a shortening may overshoot the character budget by this share: characters only estimate speech
-#: (the synthesis decides), and a line cut a little is better than one cut by a third
-SHORTEN_SLACK = 1.2
-#: a shortening keeps at least this share of the line's meaningful words ("Leave." for "You
-#: really must leave this house today." does not)
-SHORTEN_KEEP = 0.5
-
-
-def _names(text: str) -> set[str]:
-    """Capitalised words after the first, and a leading title: what a shortening must keep."""
-    words = _WORD.findall(text)
-    out = {w for w in words[1:] if w[:1].isupper() and w not in ("I", "I'm", "I'll", "I've", "I'd")}
-    if words and words[0] in ("Mr", "Ms", "Mrs", "Miss", "Dr"):
-        out.add(words[0])
-    return out
-
-
-def pick_shortening(current: str, candidates: list[str], max_chars: int) -> str | None:
-    """The candidate to speak instead of ``current``: shorter, within the budget (with
-    ``SHORTEN_SLACK``), every name and ``SHORTEN_KEEP`` of the meaningful words kept; of those,
-    the one keeping most of them, then the shortest. None when no candidate qualifies."""
-    need = _names(current)
-    words = {w.lower() for w in _WORD.findall(current)} - _LIGHT
-
-    def kept(candidate: str) -> int:
-        return len(words & {w.lower() for w in _WORD.findall(candidate)})
-
-    ok = [c.strip() for c in candidates if c and c.strip() and len(c.strip()) < len(current)
-          and len(c.strip()) <= max_chars * SHORTEN_SLACK and need <= set(_WORD.findall(c))
-          and kept(c) >= SHORTEN_KEEP * len(words)]
-    return min(ok, key=lambda c: (-kept(c), len(c))) if ok else None
-
-
 def _numbered(n: int, cue: Cue) -> str:
     """``3. [S1] text`` (the labels stay: the characters' names go in ``speakers_line``)."""
     return f"{n}. [{cue.speaker}] {cue.text}" if cue.speaker else f"{n}. {cue.text}"
@@ -523,15 +487,19 @@ class LocalLLMBackend(OpenAIChatBackend):
         got = self._ask(system, {"role": "user", "content": user}, [1, 2, 3], self.settings.repairs)
         return pick_shortening(text, got or [], max_chars)
 
-    def warm(self, source_lang: str = "zh", target_lang: str = "en") -> int:
+    def warm(self, source_lang: str = "zh", target_lang: str = "en") -> Path | None:
         """Evaluate this language pair's rules once and leave them in the prefix cache (set-up
-        calls it, so the first episode on a machine does not pay ~8 s for them); the prompt's tokens."""
+        calls it, so the first episode on a machine does not pay ~8 s for them); the cache's
+        folder, or None when the cache is off (then nothing is evaluated)."""
+        self._loaded()
+        cache = self._decoder.prefix_cache
+        if cache is None:
+            return None
         cue = Cue(index=0, start=0.0, end=1.0, text="你好")
         request = TranslationRequest(cues=[cue], source_lang=source_lang, target_lang=target_lang,
                                      context={"bible": {"glossary": {"你好": "hello"}}})  # a blank line after the rules
-        messages = [{"role": "system", "content": self._system(request)}, self._scene_message(request, [0])]
-        self._generate(messages, [1])
-        return self._decoder.stats.per_request[-1]["prompt"] if self._decoder.stats.per_request else 0
+        self._generate([{"role": "system", "content": self._system(request)}, self._scene_message(request, [0])], [1])
+        return cache.folder
 
     def translate(self, request: TranslationRequest) -> list[str]:
         route = self.route(request.target_lang)
